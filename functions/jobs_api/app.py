@@ -1,0 +1,51 @@
+"""JobsApiFunction: the COS jobs API behind API Gateway (REST, proxy integration).
+
+Thin: Powertools wiring, event -> ApiRequest, one call into batchops.api, ApiResponse -> event.
+Environment: JOBS_TABLE (required), BATCHOPS_MAX_ACTIVE_JOBS (default 1000).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from batchops.api.apigateway import request_from_event, response_for_gateway
+from batchops.api.routes import JobsApi
+from batchops.clients import dynamodb_client
+from batchops.jobs.service import JobService
+from batchops.settings import JobsApiSettings
+from batchops.store.dynamodb import DynamoDBJobStore
+
+settings = JobsApiSettings.from_env(os.environ)
+logger = Logger(service="batchops-jobs-api")
+tracer = Tracer(service="batchops-jobs-api")
+metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
+api = JobsApi(
+    JobService(
+        DynamoDBJobStore(settings.jobs_table, dynamodb_client()), max_active_jobs=settings.max_active_jobs
+    )
+)
+app = APIGatewayRestResolver()
+
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+@app.route(".+", method=ALL_METHODS)
+def jobs_api() -> Response[str]:
+    response = api.handle(request_from_event(app.current_event))
+    logger.append_keys(cos_request_id=response.headers["x-cos-request-id"])
+    if response.error_code:
+        metrics.add_metric(name=f"{response.error_code}Errors", unit=MetricUnit.Count, value=1)
+    return response_for_gateway(response)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

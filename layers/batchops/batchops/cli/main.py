@@ -1,0 +1,212 @@
+"""The `batchops` command: `serve`, `jobs ...` and `demo`.
+
+Exit status: 0 on success, 1 when the service answered with an error, 2 for bad usage or
+settings, 3 when the service could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from batchops.api.routes import JobsApi
+from batchops.cli import tables
+from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
+from batchops.cli.server import make_server
+from batchops.jobs.service import JobService
+from batchops.settings import LocalSettings, SettingsError
+from batchops.store.sqlite import SQLiteJobStore
+
+EXIT_API_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def local_api(db_path: Path, max_active_jobs: int) -> tuple[JobsApi, SQLiteJobStore]:
+    """The jobs API on the embedded SQLite store."""
+    store = SQLiteJobStore(db_path)
+    return JobsApi(JobService(store, max_active_jobs=max_active_jobs)), store
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = LocalSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"batchops: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args = _parser(settings).parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Callable[[argparse.Namespace, LocalSettings], int] = args.run
+    try:
+        return command(args, settings)
+    except ApiCallError as exc:
+        if getattr(args, "xml", False) is True:
+            sys.stdout.write(exc.body.decode("utf-8", "replace") + "\n")
+        print(
+            f"error: {exc.code} (HTTP {exc.status}): {exc.message}"
+            + (f" [{exc.resource}]" if exc.resource else "")
+            + (f" RequestId {exc.request_id}" if exc.request_id else ""),
+            file=sys.stderr,
+        )
+        return EXIT_API_ERROR
+    except ServiceUnreachableError as exc:
+        print(f"error: {exc}. Is `batchops serve` running?", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batchops", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the jobs API over HTTP on the embedded SQLite store")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--db",
+        type=Path,
+        default=settings.db_path,
+        help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--endpoint",
+        default=settings.endpoint,
+        help=f"jobs API URL (BATCHOPS_ENDPOINT, default {settings.endpoint})",
+    )
+    client.add_argument(
+        "--appid",
+        default=settings.appid,
+        help=f"x-cos-appid to send (BATCHOPS_APPID, default {settings.appid})",
+    )
+    raw = argparse.ArgumentParser(add_help=False, parents=[client])
+    raw.add_argument("--xml", action="store_true", help="print the raw XML answer")
+
+    jobs = commands.add_parser("jobs", help="call the jobs API").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    create = jobs.add_parser(
+        "create", parents=[client], help="CreateJob from a CreateJobRequest XML file; prints the JobId"
+    )
+    create.add_argument(
+        "--xml", dest="request_file", type=Path, required=True, metavar="FILE", help="CreateJobRequest XML"
+    )
+    create.set_defaults(run=_create)
+    describe = jobs.add_parser("describe", parents=[raw], help="DescribeJob")
+    describe.add_argument("job_id")
+    describe.set_defaults(run=_describe)
+    listing = jobs.add_parser("list", parents=[raw], help="ListJobs, newest first")
+    listing.add_argument(
+        "--status",
+        action="append",
+        dest="statuses",
+        metavar="STATUS",
+        help="only jobs in STATUS (repeatable)",
+    )
+    listing.add_argument("--max-results", type=int, help="page size, 1-1000 (default 1000)")
+    listing.add_argument("--next-token", help="continue after this JobId")
+    listing.set_defaults(run=_list)
+    confirm = jobs.add_parser("confirm", parents=[raw], help="UpdateJobStatus Ready: run a Suspended job")
+    confirm.add_argument("job_id")
+    confirm.add_argument("--reason", help="statusUpdateReason")
+    confirm.set_defaults(run=_status, requested="Ready")
+    cancel = jobs.add_parser("cancel", parents=[raw], help="UpdateJobStatus Cancelled")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--reason", help="statusUpdateReason")
+    cancel.set_defaults(run=_status, requested="Cancelled")
+    priority = jobs.add_parser("priority", parents=[raw], help="UpdateJobPriority")
+    priority.add_argument("job_id")
+    priority.add_argument("priority", type=int)
+    priority.set_defaults(run=_priority)
+    delete = jobs.add_parser("delete", parents=[client], help="delete a Complete, Failed or Cancelled job")
+    delete.add_argument("job_id")
+    delete.set_defaults(run=_delete)
+
+    demo = commands.add_parser("demo", help="run the demo on a temporary embedded service")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
+    api, store = local_api(args.db, settings.max_active_jobs)
+    server = make_server(api, args.host, args.port)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"batchops: jobs API on {server.url} (store {store.path})", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        store.close()
+    return 0
+
+
+def _client(args: argparse.Namespace) -> JobsClient:
+    return JobsClient(args.endpoint, args.appid)
+
+
+def _print(args: argparse.Namespace, reply: ApiReply, table: Callable[..., str]) -> int:
+    if args.xml:
+        sys.stdout.write(reply.body.decode("utf-8") + "\n")
+    else:
+        print(table(reply.root))
+    return 0
+
+
+def _create(args: argparse.Namespace, settings: LocalSettings) -> int:
+    try:
+        body = args.request_file.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.request_file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(tables.job_id(_client(args).create_job(body).root))
+    return 0
+
+
+def _describe(args: argparse.Namespace, settings: LocalSettings) -> int:
+    return _print(args, _client(args).describe_job(args.job_id), tables.describe)
+
+
+def _list(args: argparse.Namespace, settings: LocalSettings) -> int:
+    reply = _client(args).list_jobs(args.statuses, args.max_results, args.next_token)
+    return _print(args, reply, tables.job_list)
+
+
+def _status(args: argparse.Namespace, settings: LocalSettings) -> int:
+    return _print(args, _client(args).update_status(args.job_id, args.requested, args.reason), tables.status)
+
+
+def _priority(args: argparse.Namespace, settings: LocalSettings) -> int:
+    return _print(args, _client(args).update_priority(args.job_id, args.priority), tables.priority)
+
+
+def _delete(args: argparse.Namespace, settings: LocalSettings) -> int:
+    _client(args).delete_job(args.job_id)
+    print(f"{args.job_id}  deleted")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from batchops.cli.demo import run_demo  # noqa: PLC0415 - only the demo needs it
+
+    return run_demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`batchops serve`: the jobs API over real HTTP on the local machine, same routes as Lambda."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from batchops.api.errors import ApiError, ErrorCode
+from batchops.api.routes import ApiRequest, ApiResponse, JobsApi
+from batchops.api.xml_safe import MAX_BODY_BYTES
+
+log = logging.getLogger(__name__)
+
+
+class JobsHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], api: JobsApi) -> None:
+        super().__init__(address, _Handler)
+        self.api = api
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: JobsHttpServer
+    protocol_version = "HTTP/1.1"
+    server_version = "batchops"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        request = ApiRequest(
+            method=self.command,
+            path=unquote(split.path),
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers={name.lower(): value for name, value in self.headers.items()},
+        )
+        refusal = self._body_refusal()
+        if refusal is not None:
+            # The body was not read: the connection cannot carry another request.
+            self.close_connection = True
+            self._send(self.server.api.refuse(request, refusal), close=True)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self._send(self.server.api.handle(ApiRequest(**{**request.__dict__, "body": body})))
+
+    def _body_refusal(self) -> ApiError | None:
+        if self.headers.get("Transfer-Encoding"):
+            return ApiError(ErrorCode.MISSING_CONTENT_LENGTH, "Send the body with a Content-Length header.")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        if not raw.strip().isdigit():
+            return ApiError(ErrorCode.INVALID_REQUEST, f"Content-Length {raw!r} is not a number.")
+        if int(raw) > MAX_BODY_BYTES:
+            return ApiError(
+                ErrorCode.ENTITY_TOO_LARGE,
+                f"The request body is larger than the {MAX_BODY_BYTES} bytes allowed.",
+            )
+        return None
+
+    def _send(self, response: ApiResponse, close: bool = False) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server answers malformed requests with an HTML page; answer in COS XML instead,
+        # with a status line even when the request line was too broken to say its version.
+        self.close_connection = True
+        self.request_version = self.protocol_version
+        error = ApiError(
+            ErrorCode.INVALID_REQUEST, f"The HTTP request could not be parsed ({code} {message or ''})."
+        )
+        request = ApiRequest(method=getattr(self, "command", "") or "", path="/")
+        with contextlib.suppress(OSError):  # the client may already be gone
+            self._send(self.server.api.refuse(request, error), close=True)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+
+def make_server(api: JobsApi, host: str = "127.0.0.1", port: int = 8080) -> JobsHttpServer:
+    return JobsHttpServer((host, port), api)
+
+
+def serve_in_thread(server: JobsHttpServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="batchops-serve", daemon=True)
+    thread.start()
+    return thread

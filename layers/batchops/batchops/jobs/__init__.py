@@ -1,0 +1,1 @@
+"""Jobs: model, lifecycle and the service every entry point calls."""

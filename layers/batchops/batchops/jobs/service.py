@@ -1,0 +1,208 @@
+"""The job service: the one place jobs are created, read and changed.
+
+Every change is read, decide, compare-and-set: the store refuses a write if the job moved since it
+was read, and the service then re-reads and decides again. So two concurrent changes never both
+win, and a change that became pointless (a second cancel) answers with the job as it now is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from batchops.jobs.errors import (
+    DuplicateRequestError,
+    InvalidNextTokenError,
+    JobStateError,
+    JobStoreUnavailableError,
+    NoSuchJobError,
+    TooManyJobsError,
+)
+from batchops.jobs.model import Job, JobFailure, JobSpec
+from batchops.jobs.records import job_to_record, record_to_job
+from batchops.jobs.status import (
+    IllegalTransitionError,
+    JobStatus,
+    RequestedJobStatus,
+    check_transition,
+    is_terminal,
+    target_of_request,
+)
+from batchops.store.base import (
+    ActiveLimitReachedError,
+    DuplicateTokenError,
+    JobRecord,
+    JobStore,
+    StoreUnavailableError,
+    UnknownJobError,
+    VersionConflictError,
+)
+
+MAX_CAS_ATTEMPTS = 8
+
+
+def utc_now() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        max_active_jobs: int,
+        clock: Callable[[], datetime] = utc_now,
+        job_ids: Callable[[], str] = new_job_id,
+    ) -> None:
+        self._store = store
+        self._max_active_jobs = max_active_jobs
+        self._clock = clock
+        self._job_ids = job_ids
+
+    def create(self, appid: str, spec: JobSpec) -> Job:
+        """Create a job in status New.
+
+        Idempotent on (appid, ClientRequestToken): a reused token raises DuplicateRequestError
+        naming the job the token made, and writes nothing.
+        """
+        job = Job(
+            job_id=self._job_ids(),
+            appid=appid,
+            spec=spec,
+            status=JobStatus.NEW,
+            creation_time=self._clock(),
+            priority=spec.priority,
+        )
+        with _store_errors():
+            try:
+                self._store.insert_job(job_to_record(job, version=1), self._max_active_jobs)
+            except DuplicateTokenError as exc:
+                raise DuplicateRequestError(exc.existing_job_id) from exc
+            except ActiveLimitReachedError as exc:
+                raise TooManyJobsError(exc.limit) from exc
+        return job
+
+    def describe(self, appid: str, job_id: str) -> Job:
+        return record_to_job(self._read(appid, job_id))
+
+    def list(
+        self, appid: str, statuses: frozenset[JobStatus] | None, max_results: int, next_token: str | None
+    ) -> tuple[list[Job], str | None]:
+        """Jobs newest first; the next token is the last JobId of this page, as in COS."""
+        with _store_errors():
+            try:
+                page = self._store.list_jobs(
+                    appid,
+                    None if statuses is None else frozenset(s.value for s in statuses),
+                    max_results,
+                    next_token,
+                )
+            except UnknownJobError as exc:
+                raise InvalidNextTokenError(next_token or "") from exc
+        return [record_to_job(r) for r in page.records], page.next_after_job_id
+
+    def update_priority(self, appid: str, job_id: str, priority: int) -> Job:
+        def change(job: Job) -> Job | None:
+            if is_terminal(job.status):
+                raise JobStateError(f"The job is already {job.status.value}; its priority cannot change.")
+            return None if job.priority == priority else replace(job, priority=priority)
+
+        return self._change(appid, job_id, change)
+
+    def update_status(
+        self, appid: str, job_id: str, requested: RequestedJobStatus, reason: str | None
+    ) -> Job:
+        """Confirm (Ready) a Suspended job, or cancel a job that has not ended."""
+
+        def change(job: Job) -> Job | None:
+            try:
+                target = target_of_request(job.status, requested)
+            except IllegalTransitionError as exc:
+                raise JobStateError(exc.why) from exc
+            return None if target is None else self._moved(job, target, reason)
+
+        return self._change(appid, job_id, change)
+
+    def transition(
+        self,
+        appid: str,
+        job_id: str,
+        target: JobStatus,
+        reason: str | None = None,
+        failure: JobFailure | None = None,
+    ) -> Job:
+        """Move a job along an edge of the lifecycle (the engine's entry point)."""
+
+        def change(job: Job) -> Job:
+            try:
+                check_transition(job.status, target)
+            except IllegalTransitionError as exc:
+                raise JobStateError(exc.why) from exc
+            moved = self._moved(job, target, reason)
+            if failure is not None:
+                moved = replace(moved, failure_reasons=(*moved.failure_reasons, failure))
+            return moved
+
+        return self._change(appid, job_id, change)
+
+    def delete(self, appid: str, job_id: str) -> None:
+        """Forget a job that has ended (and free its ClientRequestToken)."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            record = self._read(appid, job_id)
+            if record.active:
+                raise JobStateError(
+                    f"Only a Complete, Failed or Cancelled job can be deleted; this job is {record.status}."
+                )
+            with _store_errors():
+                try:
+                    self._store.delete_job(record)
+                except VersionConflictError:
+                    continue
+            return
+        raise JobStoreUnavailableError("the job kept changing while being deleted")
+
+    def _moved(self, job: Job, target: JobStatus, reason: str | None) -> Job:
+        return replace(
+            job,
+            status=target,
+            status_update_reason=reason if reason is not None else job.status_update_reason,
+            termination_date=self._clock() if is_terminal(target) else None,
+        )
+
+    def _change(self, appid: str, job_id: str, change: Callable[[Job], Job | None]) -> Job:
+        for _ in range(MAX_CAS_ATTEMPTS):
+            record = self._read(appid, job_id)
+            job = record_to_job(record)
+            changed = change(job)
+            if changed is None:
+                return job
+            with _store_errors():
+                try:
+                    self._store.replace_job(record, job_to_record(changed, version=record.version + 1))
+                except VersionConflictError:
+                    continue
+            return changed
+        raise JobStoreUnavailableError("the job kept changing under concurrent updates")
+
+    def _read(self, appid: str, job_id: str) -> JobRecord:
+        with _store_errors():
+            record = self._store.get_job(appid, job_id)
+        if record is None:
+            raise NoSuchJobError(job_id)
+        return record
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except StoreUnavailableError as exc:
+        raise JobStoreUnavailableError(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Manifests and the resources they name."""

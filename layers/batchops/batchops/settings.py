@@ -1,0 +1,70 @@
+"""Settings of each entry point, read from the environment once, at start.
+
+Only entry points (Lambda handlers, the CLI) call ``from_env``; everything below them receives
+values. A bad value fails at once with a message naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DB = Path(".batchops") / "batchops.db"
+DEFAULT_MAX_ACTIVE_JOBS = 1000
+DEFAULT_APPID = "1250000000"
+DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value batchops cannot use."""
+
+
+@dataclass(frozen=True)
+class JobsApiSettings:
+    """The jobs API Lambda function (`functions/jobs_api`)."""
+
+    jobs_table: str
+    max_active_jobs: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> JobsApiSettings:
+        return cls(
+            jobs_table=_required(env, "JOBS_TABLE"),
+            max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+        )
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The `batchops` command in embedded mode."""
+
+    db_path: Path
+    max_active_jobs: int
+    appid: str
+    endpoint: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
+        return cls(
+            db_path=Path(env.get("BATCHOPS_DB") or DEFAULT_DB),
+            max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+            appid=env.get("BATCHOPS_APPID") or DEFAULT_APPID,
+            endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} must be set")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
+    return int(raw)

@@ -1,0 +1,1 @@
+"""Job stores: SQLite (embedded) and DynamoDB (deployed), behind one contract."""

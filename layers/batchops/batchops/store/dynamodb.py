@@ -1,0 +1,296 @@
+"""DynamoDB job store: the deployed store (table from `JOBS_TABLE`).
+
+Key design (one table, string keys ``pk``/``sk``, one global secondary index):
+
+=====================================  ========  ==========================================
+pk                                     sk        holds
+=====================================  ========  ==========================================
+``JOB#<job_id>``                       ``JOB``   the job: indexed fields, ``version``, ``body``
+``TOKEN#<appid>#<ClientRequestToken>`` ``TOKEN`` ``job_id``: the claim on the token
+``APPID#<appid>``                      ``ACTIVE`` ``active``: how many of the appid's jobs are not terminal
+=====================================  ========  ==========================================
+
+Index ``ByAppid`` (``gsi1pk`` = ``APPID#<appid>``, ``gsi1sk`` = ``<creation time>#<job_id>``,
+projection ALL) serves ListJobs newest first. Jobs are keyed by their own id so that the job
+items spread over partitions; only CreateJob and terminal transitions touch the per-appid counter.
+
+Atomicity: CreateJob is one transaction {put token if absent, put job if absent, add 1 to the
+counter if below the limit}; a change of status is a put conditioned on ``version``, in the same
+transaction as the counter change when the job becomes terminal. Appids and tokens may not hold
+``#`` ambiguity: appids are restricted by the API to ``[A-Za-z0-9_-]``, and the token is last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batchops.store.base import (
+    ActiveLimitReachedError,
+    DuplicateTokenError,
+    JobPage,
+    JobRecord,
+    StoreUnavailableError,
+    UnknownJobError,
+    VersionConflictError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+INDEX_BY_APPID = "ByAppid"
+MAX_TRANSACTION_ATTEMPTS = 4
+# Errors that mean "the store is not answering", as opposed to a bug in our request.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "AccessDeniedException",
+        "LimitExceededException",
+    }
+)
+Item = dict[str, Any]
+
+
+class DynamoDBJobStore:
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._table = table_name
+        self._client = client
+
+    def insert_job(self, record: JobRecord, max_active: int) -> None:
+        actions: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _token_item(record),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _job_item(record),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _counter_key(record.appid),
+                    "UpdateExpression": "ADD active :one",
+                    "ConditionExpression": "attribute_not_exists(active) OR active < :limit",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(max_active)}},
+                }
+            },
+        ]
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            reasons = self._transact(actions)
+            if reasons is None:
+                return
+            if reasons[0] == "ConditionalCheckFailed":
+                existing = self._get(_token_key(record.appid, record.client_request_token))
+                if existing is not None:
+                    raise DuplicateTokenError(existing["job_id"]["S"])
+                continue  # the token's job was deleted meanwhile: try again
+            if reasons[2] == "ConditionalCheckFailed":
+                raise ActiveLimitReachedError(max_active)
+            if reasons[1] == "ConditionalCheckFailed":
+                raise StoreUnavailableError(f"job id {record.job_id} already exists")
+        raise StoreUnavailableError("CreateJob transaction kept conflicting")
+
+    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
+        item = self._get(_job_key(job_id))
+        if item is None or item["appid"]["S"] != appid:
+            return None
+        return _record(item)
+
+    def list_jobs(
+        self, appid: str, statuses: frozenset[str] | None, limit: int, after_job_id: str | None
+    ) -> JobPage:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": INDEX_BY_APPID,
+            "KeyConditionExpression": "gsi1pk = :appid",
+            "ExpressionAttributeValues": {":appid": {"S": _appid_key(appid)}},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if statuses is not None:
+            names = [f":s{i}" for i in range(len(statuses))]
+            query["FilterExpression"] = f"#status IN ({', '.join(names)})"
+            query["ExpressionAttributeNames"] = {"#status": "status"}
+            query["ExpressionAttributeValues"].update(
+                {name: {"S": status} for name, status in zip(names, sorted(statuses), strict=True)}
+            )
+        if after_job_id is not None:
+            after = self.get_job(appid, after_job_id)
+            if after is None:
+                raise UnknownJobError(after_job_id)
+            query["ExclusiveStartKey"] = {
+                k: v for k, v in _job_item(after).items() if k in ("pk", "sk", "gsi1pk", "gsi1sk")
+            }
+        found: list[JobRecord] = []
+        with _unavailable_on_error():
+            while len(found) <= limit:
+                page = self._client.query(**query)
+                found.extend(_record(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = found[:limit]
+        more = len(found) > limit
+        return JobPage(records=records, next_after_job_id=records[-1].job_id if more and records else None)
+
+    def replace_job(self, old: JobRecord, new: JobRecord) -> None:
+        put: TransactWriteItemTypeDef = {
+            "Put": {
+                "TableName": self._table,
+                "Item": _job_item(new),
+                "ConditionExpression": "version = :version",
+                "ExpressionAttributeValues": {":version": {"N": str(old.version)}},
+            }
+        }
+        actions = [put]
+        if old.active != new.active:
+            actions.append(self._count(old.appid, +1 if new.active else -1))
+        reasons = self._transact(actions)
+        if reasons is not None:
+            raise VersionConflictError(old.job_id)
+
+    def delete_job(self, record: JobRecord) -> None:
+        actions: list[TransactWriteItemTypeDef] = [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": _job_key(record.job_id),
+                    "ConditionExpression": "version = :version",
+                    "ExpressionAttributeValues": {":version": {"N": str(record.version)}},
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": _token_key(record.appid, record.client_request_token),
+                }
+            },
+        ]
+        if record.active:
+            actions.append(self._count(record.appid, -1))
+        if self._transact(actions) is not None:
+            raise VersionConflictError(record.job_id)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _count(self, appid: str, delta: int) -> TransactWriteItemTypeDef:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _counter_key(appid),
+                "UpdateExpression": "ADD active :delta",
+                "ExpressionAttributeValues": {":delta": {"N": str(delta)}},
+            }
+        }
+
+    def _get(self, key: Item) -> Item | None:
+        with _unavailable_on_error():
+            response = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        return response.get("Item")
+
+    def _transact(self, actions: list[TransactWriteItemTypeDef]) -> list[str] | None:
+        """Run a transaction; None if it committed, else the cancellation code of each action.
+
+        A TransactionConflict (another transaction on the same items) is retried here; a failed
+        condition is the caller's to interpret.
+        """
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            try:
+                with _unavailable_on_error():
+                    self._client.transact_write_items(TransactItems=actions)
+                return None
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [
+                    str(reason.get("Code", "None")) for reason in exc.response.get("CancellationReasons", [])
+                ]
+                if "TransactionConflict" in reasons:
+                    continue
+                return reasons + ["None"] * (len(actions) - len(reasons))
+        raise StoreUnavailableError("transaction kept conflicting")
+
+
+@contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _UNAVAILABLE_CODES or status >= 500:
+            raise StoreUnavailableError(f"DynamoDB job store: {code or status}") from exc
+        raise
+    except BotoCoreError as exc:
+        raise StoreUnavailableError(f"DynamoDB job store: {exc}") from exc
+
+
+def _job_key(job_id: str) -> Item:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def _token_key(appid: str, token: str) -> Item:
+    return {"pk": {"S": f"TOKEN#{appid}#{token}"}, "sk": {"S": "TOKEN"}}
+
+
+def _counter_key(appid: str) -> Item:
+    return {"pk": {"S": _appid_key(appid)}, "sk": {"S": "ACTIVE"}}
+
+
+def _appid_key(appid: str) -> str:
+    return f"APPID#{appid}"
+
+
+def _token_item(record: JobRecord) -> Item:
+    return {**_token_key(record.appid, record.client_request_token), "job_id": {"S": record.job_id}}
+
+
+def _job_item(record: JobRecord) -> Item:
+    created = record.creation_time.isoformat(timespec="milliseconds")
+    return {
+        **_job_key(record.job_id),
+        "gsi1pk": {"S": _appid_key(record.appid)},
+        "gsi1sk": {"S": f"{created}#{record.job_id}"},
+        "appid": {"S": record.appid},
+        "job_id": {"S": record.job_id},
+        "client_request_token": {"S": record.client_request_token},
+        "status": {"S": record.status},
+        "priority": {"N": str(record.priority)},
+        "creation_time": {"S": created},
+        "active": {"BOOL": record.active},
+        "version": {"N": str(record.version)},
+        "body": {"S": record.body},
+    }
+
+
+def _record(item: Mapping[str, Any]) -> JobRecord:
+    return JobRecord(
+        appid=item["appid"]["S"],
+        job_id=item["job_id"]["S"],
+        client_request_token=item["client_request_token"]["S"],
+        status=item["status"]["S"],
+        priority=int(item["priority"]["N"]),
+        creation_time=datetime.fromisoformat(item["creation_time"]["S"]),
+        active=bool(item["active"]["BOOL"]),
+        version=int(item["version"]["N"]),
+        body=item["body"]["S"],
+    )

@@ -1,0 +1,215 @@
+"""SQLite job store: the embedded default (`BATCHOPS_DB`, default `.batchops/batchops.db`).
+
+One connection per thread, WAL journal, and every write inside ``BEGIN IMMEDIATE``, so writers
+from several threads and processes serialize on the database lock and each check-then-write
+(token free? limit reached? version unchanged?) is atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from batchops.store.base import (
+    ActiveLimitReachedError,
+    DuplicateTokenError,
+    JobPage,
+    JobRecord,
+    StoreUnavailableError,
+    UnknownJobError,
+    VersionConflictError,
+)
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    appid TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    client_request_token TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    creation_time TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (appid, job_id),
+    UNIQUE (appid, client_request_token)
+);
+CREATE INDEX IF NOT EXISTS jobs_newest_first ON jobs (appid, creation_time DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs (appid, active);
+"""
+_COLUMNS = "appid, job_id, client_request_token, status, priority, creation_time, active, version, body"
+
+
+class SQLiteJobStore:
+    def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with _unavailable_on_error():
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection().executescript(_SCHEMA)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def insert_job(self, record: JobRecord, max_active: int) -> None:
+        with self._write() as db:
+            existing = db.execute(
+                "SELECT job_id FROM jobs WHERE appid = ? AND client_request_token = ?",
+                (record.appid, record.client_request_token),
+            ).fetchone()
+            if existing:
+                raise DuplicateTokenError(existing[0])
+            (active,) = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE appid = ? AND active = 1", (record.appid,)
+            ).fetchone()
+            if record.active and active >= max_active:
+                raise ActiveLimitReachedError(max_active)
+            db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 9)})", _row(record))  # noqa: S608
+
+    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
+        with _unavailable_on_error():
+            row = (
+                self._connection()
+                .execute(f"SELECT {_COLUMNS} FROM jobs WHERE appid = ? AND job_id = ?", (appid, job_id))  # noqa: S608
+                .fetchone()
+            )
+        return None if row is None else _record(row)
+
+    def list_jobs(
+        self, appid: str, statuses: frozenset[str] | None, limit: int, after_job_id: str | None
+    ) -> JobPage:
+        where = ["appid = ?"]
+        params: list[object] = [appid]
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(sorted(statuses))
+        with _unavailable_on_error():
+            db = self._connection()
+            if after_job_id is not None:
+                after = db.execute(
+                    "SELECT creation_time FROM jobs WHERE appid = ? AND job_id = ?", (appid, after_job_id)
+                ).fetchone()
+                if after is None:
+                    raise UnknownJobError(after_job_id)
+                where.append("(creation_time, job_id) < (?, ?)")
+                params.extend([after[0], after_job_id])
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "  # noqa: S608 - fixed fragments
+                "ORDER BY creation_time DESC, job_id DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        records = [_record(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return JobPage(records=records, next_after_job_id=records[-1].job_id if more and records else None)
+
+    def replace_job(self, old: JobRecord, new: JobRecord) -> None:
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE jobs SET status = ?, priority = ?, active = ?, version = ?, body = ? "
+                "WHERE appid = ? AND job_id = ? AND version = ?",
+                (
+                    new.status,
+                    new.priority,
+                    int(new.active),
+                    new.version,
+                    new.body,
+                    old.appid,
+                    old.job_id,
+                    old.version,
+                ),
+            ).rowcount
+            if updated != 1:
+                raise VersionConflictError(old.job_id)
+
+    def delete_job(self, record: JobRecord) -> None:
+        with self._write() as db:
+            deleted = db.execute(
+                "DELETE FROM jobs WHERE appid = ? AND job_id = ? AND version = ?",
+                (record.appid, record.job_id, record.version),
+            ).rowcount
+            if deleted != 1:
+                raise VersionConflictError(record.job_id)
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with _unavailable_on_error():
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+
+@contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+        raise StoreUnavailableError(f"SQLite job store: {exc}") from exc
+
+
+def _row(record: JobRecord) -> tuple[object, ...]:
+    return (
+        record.appid,
+        record.job_id,
+        record.client_request_token,
+        record.status,
+        record.priority,
+        _timestamp(record.creation_time),
+        int(record.active),
+        record.version,
+        record.body,
+    )
+
+
+def _record(row: tuple[object, ...]) -> JobRecord:
+    appid, job_id, token, status, priority, creation_time, active, version, body = row
+    return JobRecord(
+        appid=str(appid),
+        job_id=str(job_id),
+        client_request_token=str(token),
+        status=str(status),
+        priority=int(str(priority)),
+        creation_time=datetime.fromisoformat(str(creation_time)),
+        active=bool(active),
+        version=int(str(version)),
+        body=str(body),
+    )
+
+
+def _timestamp(moment: datetime) -> str:
+    # Fixed width, so text order is time order.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
