@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+
 from batchops.api.routes import JobsApi
 from batchops.cli.server import JobsHttpServer, make_server, serve_in_thread
 from batchops.clients import STORE_CLIENT_CONFIG

@@ -14,8 +14,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from batchops.api.apigateway import request_from_event, response_for_gateway
-from batchops.api.routes import JobsApi
+from batchops.api.errors import ApiError, ErrorCode
+from batchops.api.routes import ApiRequest, JobsApi
 from batchops.clients import dynamodb_client
 from batchops.jobs.service import JobService
 from batchops.settings import JobsApiSettings
@@ -42,6 +44,17 @@ def jobs_api() -> Response[str]:
     if response.error_code:
         metrics.add_metric(name=f"{response.error_code}Errors", unit=MetricUnit.Count, value=1)
     return response_for_gateway(response)
+
+
+def unexpected(exc: Exception) -> Response[str]:
+    # Whatever went wrong before JobsApi could answer, the client still gets a COS error body.
+    logger.exception("unhandled error before the jobs API answered")
+    request = ApiRequest(method=app.current_event.http_method, path=app.current_event.path)
+    error = ApiError(ErrorCode.INTERNAL_ERROR, "We encountered an internal error. Please try again.")
+    return response_for_gateway(api.refuse(request, error))
+
+
+app.exception_handler(Exception)(unexpected)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from batchops.store.base import (
     ActiveLimitReachedError,
     DuplicateTokenError,

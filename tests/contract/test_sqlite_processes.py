@@ -7,7 +7,6 @@ from pathlib import Path
 
 from batchops.store.base import DuplicateTokenError, VersionConflictError
 from batchops.store.sqlite import SQLiteJobStore
-
 from tests.contract.test_job_store import APPID, record
 
 

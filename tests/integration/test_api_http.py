@@ -11,14 +11,14 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
+from lxml import etree
+
 from batchops.clients import STORE_CLIENT_CONFIG
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus
 from batchops.store.dynamodb import DynamoDBJobStore
 from batchops.store.sqlite import SQLiteJobStore
-from botocore.config import Config
-from lxml import etree
-
 from tests.conftest import SEED_XML, RunningServer, free_port, run_server
 from tests.helpers import APPID, Reply, call
 

@@ -16,10 +16,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from batchops.jobs.service import JobService
-from batchops.store.dynamodb import DynamoDBJobStore
 from lxml import etree
 
+from batchops.jobs.service import JobService
+from batchops.store.dynamodb import DynamoDBJobStore
 from tests.conftest import EVENTS, ROOT, SEED_XML, create_jobs_table
 
 EVENT_JOB_ID = "53dc6228-c50b-46f7-8ad7-65e7159f1aae"
@@ -154,3 +154,13 @@ def test_env_json_names_the_function_of_the_template() -> None:
 
     assert set(env) <= set(template()["Resources"])
     assert "JOBS_TABLE" in env["JobsApiFunction"]
+
+
+def test_a_request_the_adapter_cannot_read_still_gets_a_cos_error(handler: ModuleType) -> None:
+    payload = event("create_job.json")
+    payload["isBase64Encoded"] = True
+    payload["body"] = "a"  # not base64: API Gateway never sends this, but nothing may answer in HTML or JSON
+    status, headers, error = invoke(handler, payload)
+    assert status == 500
+    assert headers["content-type"] == ["application/xml"]
+    assert error is not None and error.findtext("Code") == "InternalError"

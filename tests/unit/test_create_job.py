@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from lxml import etree
+
 from batchops.api.create_job import parse_create_job
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.render import describe_job_result
@@ -27,8 +29,6 @@ from batchops.jobs.model import (
     Tag,
 )
 from batchops.jobs.status import JobStatus
-from lxml import etree
-
 from tests.conftest import SEED_XML
 
 FULL_COPY = """

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from lxml import etree
+
 from batchops.api.create_job import parse_create_job
 from batchops.jobs.model import Job, JobFailure, ProgressSummary
 from batchops.jobs.records import job_to_record, record_to_job
 from batchops.jobs.status import JobStatus
-from lxml import etree
-
 from tests.conftest import SEED_XML
 from tests.unit.test_create_job import FULL_COPY, operation
 

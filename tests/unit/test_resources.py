@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from batchops.manifest.resources import Resource, ResourceError, parse_bucket, parse_object, parse_resource
 
 

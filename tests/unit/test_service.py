@@ -6,13 +6,13 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from batchops.api.create_job import parse_create_job
 from batchops.jobs.errors import DuplicateRequestError, JobStateError, NoSuchJobError, TooManyJobsError
 from batchops.jobs.model import JobFailure, JobSpec
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, RequestedJobStatus
 from batchops.store.sqlite import SQLiteJobStore
-
 from tests.conftest import SEED_XML
 from tests.contract.test_job_store import run_together
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from batchops.jobs.status import (
     NON_TERMINAL,
     TERMINAL,

@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+
 from batchops.api.xml_safe import MAX_BODY_BYTES, BodyTooLargeError, UnsafeXmlError, parse_untrusted
 
 LAUGHS = (

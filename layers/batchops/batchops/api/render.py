@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from lxml import etree
 
@@ -208,8 +209,8 @@ def _add(parent: _Element, name: str, text: str | None) -> None:
         etree.SubElement(parent, name).text = text
 
 
-def _value(enum: object | None) -> str | None:
-    return None if enum is None else str(getattr(enum, "value", enum))
+def _value(enum: StrEnum | None) -> str | None:
+    return None if enum is None else enum.value
 
 
 def _bool(value: bool) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -56,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self._send(self.server.api.handle(ApiRequest(**{**request.__dict__, "body": body})))
+        self._send(self.server.api.handle(replace(request, body=body)))
 
     def _body_refusal(self) -> ApiError | None:
         if self.headers.get("Transfer-Encoding"):

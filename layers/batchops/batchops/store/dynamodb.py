@@ -14,6 +14,10 @@ Index ``ByAppid`` (``gsi1pk`` = ``APPID#<appid>``, ``gsi1sk`` = ``<creation time
 projection ALL) serves ListJobs newest first. Jobs are keyed by their own id so that the job
 items spread over partitions; only CreateJob and terminal transitions touch the per-appid counter.
 
+Retention: when a job becomes terminal its item and its token get ``expires_at`` (epoch seconds,
+the table's TTL attribute) ``retention_days`` later, 90 by default as in S3 Batch Operations;
+DynamoDB then deletes both. Until then the token keeps refusing a second job.
+
 Atomicity: CreateJob is one transaction {put token if absent, put job if absent, add 1 to the
 counter if below the limit}; a change of status is a put conditioned on ``version``, in the same
 transaction as the counter change when the job becomes terminal. Appids and tokens may not hold
@@ -22,7 +26,8 @@ transaction as the counter change when the job becomes terminal. Appids and toke
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +49,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 INDEX_BY_APPID = "ByAppid"
+TTL_ATTRIBUTE = "expires_at"
+DEFAULT_RETENTION_DAYS = 90
 MAX_TRANSACTION_ATTEMPTS = 4
 # Errors that mean "the store is not answering", as opposed to a bug in our request.
 _UNAVAILABLE_CODES = frozenset(
@@ -63,9 +70,17 @@ Item = dict[str, Any]
 
 
 class DynamoDBJobStore:
-    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table_name
         self._client = client
+        self._retention_seconds = retention_days * 86_400
+        self._clock = clock
 
     def insert_job(self, record: JobRecord, max_active: int) -> None:
         actions: list[TransactWriteItemTypeDef] = [
@@ -79,7 +94,7 @@ class DynamoDBJobStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": _job_item(record),
+                    "Item": self._job_item(record),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
@@ -137,7 +152,7 @@ class DynamoDBJobStore:
             if after is None:
                 raise UnknownJobError(after_job_id)
             query["ExclusiveStartKey"] = {
-                k: v for k, v in _job_item(after).items() if k in ("pk", "sk", "gsi1pk", "gsi1sk")
+                k: v for k, v in self._job_item(after).items() if k in ("pk", "sk", "gsi1pk", "gsi1sk")
             }
         found: list[JobRecord] = []
         with _unavailable_on_error():
@@ -155,7 +170,7 @@ class DynamoDBJobStore:
         put: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self._table,
-                "Item": _job_item(new),
+                "Item": self._job_item(new),
                 "ConditionExpression": "version = :version",
                 "ExpressionAttributeValues": {":version": {"N": str(old.version)}},
             }
@@ -163,6 +178,17 @@ class DynamoDBJobStore:
         actions = [put]
         if old.active != new.active:
             actions.append(self._count(old.appid, +1 if new.active else -1))
+        if old.active and not new.active:
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _token_key(new.appid, new.client_request_token),
+                        "UpdateExpression": f"SET {TTL_ATTRIBUTE} = :expires",
+                        "ExpressionAttributeValues": {":expires": {"N": str(self._expiry())}},
+                    }
+                }
+            )
         reasons = self._transact(actions)
         if reasons is not None:
             raise VersionConflictError(old.job_id)
@@ -191,6 +217,15 @@ class DynamoDBJobStore:
 
     def close(self) -> None:
         self._client.close()
+
+    def _job_item(self, record: JobRecord) -> Item:
+        item = _job_item(record)
+        if not record.active:
+            item[TTL_ATTRIBUTE] = {"N": str(self._expiry())}
+        return item
+
+    def _expiry(self) -> int:
+        return int(self._clock()) + self._retention_seconds
 
     def _count(self, appid: str, delta: int) -> TransactWriteItemTypeDef:
         return {

@@ -1,0 +1,44 @@
+"""What only the DynamoDB store does: its key layout, the active counter, and retention by TTL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from batchops.store.dynamodb import DEFAULT_RETENTION_DAYS, TTL_ATTRIBUTE, DynamoDBJobStore
+from tests.conftest import template
+from tests.contract.test_job_store import APPID, record
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+NOW = 1_795_000_000
+
+
+def item(client: DynamoDBClient, table: str, pk: str, sk: str) -> dict[str, object]:
+    found = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+    assert found is not None, pk
+    return dict(found)
+
+
+def test_terminal_jobs_and_their_tokens_expire_after_the_retention(
+    dynamodb: DynamoDBClient, jobs_table: str
+) -> None:
+    # GIVEN a job in the DynamoDB store
+    store = DynamoDBJobStore(jobs_table, dynamodb, clock=lambda: NOW)
+    job = record(1, token="tok")
+    store.insert_job(job, max_active=10)
+    assert TTL_ATTRIBUTE not in item(dynamodb, jobs_table, "JOB#job-0001", "JOB")
+    assert item(dynamodb, jobs_table, f"APPID#{APPID}", "ACTIVE")["active"] == {"N": "1"}
+    # WHEN it ends
+    store.replace_job(job, replace(job, status="Complete", active=False, version=2))
+    # THEN job and token expire together, and the job no longer counts as active
+    expires = {"N": str(NOW + DEFAULT_RETENTION_DAYS * 86_400)}
+    assert item(dynamodb, jobs_table, "JOB#job-0001", "JOB")[TTL_ATTRIBUTE] == expires
+    assert item(dynamodb, jobs_table, f"TOKEN#{APPID}#tok", "TOKEN")[TTL_ATTRIBUTE] == expires
+    assert item(dynamodb, jobs_table, f"APPID#{APPID}", "ACTIVE")["active"] == {"N": "0"}
+
+
+def test_the_template_enables_ttl_on_the_store_attribute() -> None:
+    ttl = template()["Resources"]["JobsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
