@@ -14,6 +14,7 @@ from batchops.api.routes import ApiRequest, ApiResponse, JobsApi
 from batchops.api.xml_safe import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
+DRAIN_LIMIT = 4 * 1024 * 1024
 
 
 class JobsHttpServer(ThreadingHTTPServer):
@@ -34,6 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: JobsHttpServer
     protocol_version = "HTTP/1.1"
     server_version = "batchops"
+    timeout = 30  # seconds a connection may sit idle or dribble a request
     sys_version = ""
 
     def do_GET(self) -> None:
@@ -51,13 +53,22 @@ class _Handler(BaseHTTPRequestHandler):
         )
         refusal = self._body_refusal()
         if refusal is not None:
-            # The body was not read: the connection cannot carry another request.
+            # The body is never parsed. A modest one is drained so that a client still writing it
+            # reads our answer instead of a broken pipe; the connection closes either way.
             self.close_connection = True
+            self._drain()
             self._send(self.server.api.refuse(request, refusal), close=True)
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self._send(self.server.api.handle(replace(request, body=body)))
+
+    def _drain(self) -> None:
+        raw = self.headers.get("Content-Length") or ""
+        remaining = min(int(raw), DRAIN_LIMIT) if raw.strip().isdigit() else 0
+        with contextlib.suppress(OSError):
+            while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
+                remaining -= len(chunk)
 
     def _body_refusal(self) -> ApiError | None:
         if self.headers.get("Transfer-Encoding"):
