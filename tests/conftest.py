@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from batchops.api.routes import JobsApi
 from batchops.cli.server import JobsHttpServer, make_server, serve_in_thread
@@ -26,6 +27,7 @@ from batchops.store.sqlite import SQLiteJobStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -71,6 +73,21 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def dynamodb(moto_endpoint: str) -> DynamoDBClient:
     return boto3.client("dynamodb", endpoint_url=moto_endpoint, config=STORE_CLIENT_CONFIG)
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> S3Client:
+    """An S3 client on the moto server, with explicit retries as the engine's clients have."""
+    config = Config(retries={"mode": "standard", "max_attempts": 4}, s3={"addressing_style": "path"})
+    return boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+
+
+def new_bucket(s3: S3Client, versioned: bool = False) -> str:
+    name = f"b-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
 
 
 def create_jobs_table(client: DynamoDBClient, name: str) -> str:

@@ -42,3 +42,42 @@ def test_terminal_jobs_and_their_tokens_expire_after_the_retention(
 def test_the_template_enables_ttl_on_the_store_attribute() -> None:
     ttl = template()["Resources"]["JobsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_a_claim_outliving_its_job_is_released_by_the_next_create(
+    dynamodb: DynamoDBClient, jobs_table: str
+) -> None:
+    # GIVEN a token whose job is gone (TTL removed the job item first)
+    store = DynamoDBJobStore(jobs_table, dynamodb, clock=lambda: NOW)
+    store.insert_job(record(1, token="tok"), max_active=10)
+    dynamodb.delete_item(TableName=jobs_table, Key={"pk": {"S": "JOB#job-0001"}, "sk": {"S": "JOB"}})
+    # WHEN a job is created with the token THEN it is created, holding the token
+    store.insert_job(record(2, token="tok"), max_active=10)
+    assert item(dynamodb, jobs_table, f"TOKEN#{APPID}#tok", "TOKEN")["job_id"] == {"S": "job-0002"}
+
+
+def test_jobs_past_their_retention_are_gone_before_dynamodb_removes_them(
+    dynamodb: DynamoDBClient, jobs_table: str
+) -> None:
+    now = [float(NOW)]
+    store = DynamoDBJobStore(jobs_table, dynamodb, clock=lambda: now[0])
+    job = record(1, token="tok")
+    store.insert_job(job, max_active=10)
+    store.replace_job(job, replace(job, status="Complete", active=False, version=2))
+    now[0] += DEFAULT_RETENTION_DAYS * 86_400 + 1
+    assert store.get_job(APPID, job.job_id) is None
+    assert store.list_jobs(APPID, None, 10, None).records == []
+    store.insert_job(record(2, token="tok"), max_active=10)
+
+
+def test_deleting_a_job_never_releases_another_jobs_claim(dynamodb: DynamoDBClient, jobs_table: str) -> None:
+    store = DynamoDBJobStore(jobs_table, dynamodb, clock=lambda: NOW)
+    job = record(1, token="tok", status="Complete")
+    store.insert_job(job, max_active=10)
+    # the token now belongs to another job (its first claim expired and was taken again)
+    dynamodb.put_item(
+        TableName=jobs_table,
+        Item={"pk": {"S": f"TOKEN#{APPID}#tok"}, "sk": {"S": "TOKEN"}, "job_id": {"S": "job-0002"}},
+    )
+    store.delete_job(job)
+    assert item(dynamodb, jobs_table, f"TOKEN#{APPID}#tok", "TOKEN")["job_id"] == {"S": "job-0002"}

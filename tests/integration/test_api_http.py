@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 from botocore.config import Config
 from lxml import etree
 
+from batchops.api.routes import JobsApi
+from batchops.cli.server import JobsHttpServer, make_server, serve_in_thread
 from batchops.clients import STORE_CLIENT_CONFIG
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus
@@ -384,11 +389,35 @@ def listener() -> Iterator[list[bytes]]:
     server.close()
 
 
+@pytest.fixture
+def secret(tmp_path: Path) -> Iterator[Path]:
+    """A FIFO standing in for a secret file: anything that opens it to read is recorded."""
+    fifo = tmp_path / "secret.txt"
+    os.mkfifo(fifo)
+    opened_by_other = threading.Event()
+    releasing = threading.Event()
+
+    def watch() -> None:
+        fd = os.open(fifo, os.O_WRONLY)  # blocks until some reader opens the FIFO
+        if not releasing.is_set():
+            opened_by_other.set()
+        with contextlib.suppress(OSError):
+            os.write(fd, b"CANARY-91ab")
+        os.close(fd)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    yield fifo
+    releasing.set()
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # let the watcher finish
+    watcher.join(timeout=5)
+    os.close(reader)
+    assert not opened_by_other.is_set(), "something opened the secret file"
+
+
 def test_hostile_xml_gets_400_and_reads_nothing(
-    api_server: RunningServer, tmp_path: Path, listener: list[bytes]
+    api_server: RunningServer, secret: Path, listener: list[bytes]
 ) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("CANARY-91ab")
     port = int(listener[0])
     documents = {
         "xxe-local-file": f'<!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}">]><CreateJobRequest>'
@@ -412,3 +441,121 @@ def test_hostile_xml_gets_400_and_reads_nothing(
     assert_cos_error(big, 400, "EntityTooLarge")
     assert listener[1:] == []  # nothing ever connected to the listener
     assert call(api_server.url, "GET", "/jobs").xml.find("Jobs/member") is None
+
+
+# --- the server under load and abuse -------------------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_connections_do_not_leak_store_connections(api_server: RunningServer) -> None:
+    # GIVEN a warm server
+    call(api_server.url, "GET", "/jobs")
+    before = open_fds()
+    # WHEN 300 clients connect one after another
+    for _ in range(300):
+        assert call(api_server.url, "GET", "/jobs").status == 200
+    # THEN the process holds about as many files as before (each request borrowed a pooled connection)
+    assert open_fds() - before < 20
+
+
+def test_connections_beyond_the_cap_get_slow_down(sqlite_store: SQLiteJobStore) -> None:
+    server = make_server(
+        JobsApi(JobService(sqlite_store, max_active_jobs=10)), "127.0.0.1", 0, max_connections=2
+    )
+    thread = serve_in_thread(server)
+    port = server.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 10
+        while server.busy_slots() < 2 and time.monotonic() < deadline:  # wait until both are accepted
+            time.sleep(0.01)
+        reply = call(server.url, "GET", "/jobs")
+        assert_cos_error(reply, 503, "SlowDown")
+    finally:
+        for sock in idle:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def raw_exchange(url: str, payload: bytes, half_close: bool = False) -> tuple[bytes, etree._Element]:
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, etree.fromstring(body)
+
+
+def test_a_body_that_arrives_too_slowly_times_out(sqlite_store: SQLiteJobStore) -> None:
+    server = JobsHttpServer(
+        ("127.0.0.1", 0), JobsApi(JobService(sqlite_store, max_active_jobs=10)), body_deadline=0.3
+    )
+    thread = serve_in_thread(server)
+    try:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /jobs HTTP/1.1\r\nHost: x\r\nx-cos-appid: 1\r\nContent-Length: 100\r\n\r\n<Create"
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 400")
+        assert etree.fromstring(data.partition(b"\r\n\r\n")[2]).findtext("Code") == "RequestTimeout"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_body_shorter_than_its_length(api_server: RunningServer) -> None:
+    head, error = raw_exchange(
+        api_server.url,
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nx-cos-appid: 1\r\nContent-Length: 100\r\n\r\n<Create",
+        half_close=True,
+    )
+    assert head.startswith(b"HTTP/1.1 400")
+    assert error.findtext("Code") == "IncompleteBody"
+
+
+def test_non_ascii_digits_are_bad_input_not_crashes(api_server: RunningServer) -> None:
+    head, error = raw_exchange(
+        api_server.url, b"POST /jobs HTTP/1.1\r\nHost: x\r\nx-cos-appid: 1\r\nContent-Length: \xb2\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 400")
+    assert error.findtext("Code") == "InvalidRequest"
+    assert_cos_error(call(api_server.url, "GET", "/jobs?maxResults=%C2%B2"), 400, "InvalidArgument")
+    assert_cos_error(
+        create(api_server.url, SEED.replace(b"<Priority>10", b"<Priority>\xd9\xa1")), 400, "InvalidRequest"
+    )
+
+
+def test_a_reason_xml_cannot_carry_is_refused_and_changes_nothing(api_server: RunningServer) -> None:
+    job_id = job_id_of(create(api_server.url))
+    reply = call(
+        api_server.url,
+        "POST",
+        f"/jobs/{job_id}/status?requestedJobStatus=Cancelled&statusUpdateReason=%EF%BF%BF",
+    )
+    assert_cos_error(reply, 400, "InvalidArgument", "statusUpdateReason")
+    described = call(api_server.url, "GET", f"/jobs/{job_id}")
+    assert described.status == 200
+    assert described.xml.findtext("Job/Status") == "New"
+
+
+def test_a_missing_job_id_is_invalid_request(api_server: RunningServer) -> None:
+    assert_cos_error(
+        call(api_server.url, "POST", "/jobs//priority?priority=1"), 400, "InvalidRequest", "job ID"
+    )
+    assert_cos_error(
+        call(api_server.url, "POST", "/jobs//status?requestedJobStatus=Ready"), 400, "InvalidRequest"
+    )

@@ -22,13 +22,14 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """`batchops serve` in its own process, on a free port, with BATCHOPS_DB in a temporary directory."""
     port = free_port()
     env = {
         **os.environ,
         "BATCHOPS_DB": str(tmp_path / "state" / "jobs.db"),
         "BATCHOPS_ENDPOINT": f"http://127.0.0.1:{port}",
+        **getattr(request, "param", {}),
     }
     server = subprocess.Popen(
         [BATCHOPS, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -129,3 +130,13 @@ def test_demo_runs_and_leaves_nothing_running() -> None:
     assert demo.returncode == 0, demo.stderr
     assert "Duplicate request." in demo.stdout
     assert "server is stopped" in demo.stdout
+
+
+@pytest.mark.parametrize("served", [{"BATCHOPS_MAX_ACTIVE_JOBS": "1"}], indirect=True)
+def test_serve_takes_its_job_limit_from_the_environment(served: dict[str, str], tmp_path: Path) -> None:
+    assert run("jobs", "create", "--xml", str(SEED_XML), env=served).returncode == 0
+    second = tmp_path / "second.xml"
+    second.write_bytes(SEED_XML.read_bytes().replace(b"184ce261", b"99999999"))
+    refused = run("jobs", "create", "--xml", str(second), env=served)
+    assert refused.returncode == 1
+    assert "TooManyJobs (HTTP 500)" in refused.stderr

@@ -12,7 +12,6 @@ from batchops.api.create_job import parse_create_job
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.render import describe_job_result
 from batchops.jobs.model import (
-    CannedAcl,
     DeleteObject,
     Directive,
     GranteeType,
@@ -40,7 +39,6 @@ FULL_COPY = """
     <COSGrant><Grantee><DisplayName>ops</DisplayName><Identifier>100000000012</Identifier>
       <TypeIdentifier>ID</TypeIdentifier></Grantee><Permission>FULL_CONTROL</Permission></COSGrant>
   </AccessControlGrants>
-  <CannedAccessControlList>private</CannedAccessControlList>
   <PrefixReplace>true</PrefixReplace>
   <ResourcesPrefix>pic</ResourcesPrefix>
   <TargetKeyPrefix>abc</TargetKeyPrefix>
@@ -159,7 +157,7 @@ def test_every_copy_element_is_read() -> None:
         ("100000000011", GranteeType.ID, GrantPermission.READ, None),
         ("100000000012", GranteeType.ID, GrantPermission.FULL_CONTROL, "ops"),
     ]
-    assert op.canned_access_control_list is CannedAcl.PRIVATE
+    assert op.canned_access_control_list is None
     assert (op.prefix_replace, op.resources_prefix, op.target_key_prefix) == (True, "pic", "abc")
     assert op.metadata_directive is Directive.ADD
     assert op.modified_since_constraint == datetime(2019, 12, 19, 18, 0, 30, tzinfo=UTC)
@@ -293,6 +291,7 @@ BAD = [
     (set_text("ClientRequestToken", "x" * 65), ErrorCode.INVALID_ARGUMENT, ["ClientRequestToken", "not 65"]),
     (set_text("Description", "d" * 257), ErrorCode.INVALID_ARGUMENT, ["Description", "0-256"]),
     (set_text("Description", "a\r\nX-Injected: 1"), ErrorCode.INVALID_ARGUMENT, ["control characters"]),
+    (set_text("Priority", "\u0661"), ErrorCode.INVALID_REQUEST, [PRIORITY]),
     (
         set_text("ConfirmationRequired", "yes"),
         ErrorCode.INVALID_ARGUMENT,
@@ -370,9 +369,22 @@ BAD = [
         [OPERATION, "MetadataDirective must be one of Copy, Replaced, Add"],
     ),
     (
-        operation(FULL_COPY.replace("<CannedAccessControlList>private", "<CannedAccessControlList>world")),
+        operation(
+            FULL_COPY.replace(
+                "<StorageClass>", "<CannedAccessControlList>world</CannedAccessControlList><StorageClass>"
+            )
+        ),
         ErrorCode.MALFORMED_XML,
-        [OPERATION, "CannedAccessControlList"],
+        [OPERATION, "CannedAccessControlList must be one of"],
+    ),
+    (
+        operation(
+            FULL_COPY.replace(
+                "<StorageClass>", "<CannedAccessControlList>private</CannedAccessControlList><StorageClass>"
+            )
+        ),
+        ErrorCode.MALFORMED_XML,
+        [OPERATION, "not both"],
     ),
     (
         operation(FULL_COPY.replace("<Permission>READ<", "<Permission>ALL<")),
@@ -393,6 +405,11 @@ BAD = [
         operation(FULL_COPY.replace("2019-12-19T18:00:30Z", "yesterday")),
         ErrorCode.MALFORMED_XML,
         [OPERATION, "ModifiedSinceConstraint must be an ISO 8601 timestamp"],
+    ),
+    (
+        operation(FULL_COPY.replace("2019-12-19T18:00:30Z", "0001-01-01T00:00:00+05:00")),
+        ErrorCode.MALFORMED_XML,
+        [OPERATION, "ModifiedSinceConstraint must be between 1970 and 9999"],
     ),
     (
         operation(FULL_COPY.replace("<TaggingDirective>Replaced", "<TaggingDirective>Copy")),

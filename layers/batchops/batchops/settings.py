@@ -6,6 +6,7 @@ values. A bad value fails at once with a message naming the variable and the val
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    if not raw.strip().isdigit() or int(raw) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", raw.strip()) or int(raw) < 1:
         raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)

@@ -54,9 +54,9 @@ from batchops.manifest.resources import ResourceError, parse_bucket, parse_objec
 
 MAX_PRIORITY = 2_147_483_647
 MAX_REPEATED = 100  # grants, tags, metadata pairs, fields: far above any real request
-_INT = re.compile(r"^\d{1,12}$")
+_INT = re.compile(r"^[0-9]{1,12}$")  # ASCII only: \d also matches other scripts' digits
 _ROLE_ARN = re.compile(
-    r"^(qcs::cam::uin/\d+:roleName/[\w+=,.@/-]+|arn:[a-z-]+:iam::\d{12}:role/[\w+=,.@/-]+)$"
+    r"^(qcs::cam::uin/[0-9]+:roleName/[A-Za-z0-9_+=,.@/-]+|arn:[a-z-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+)$"
 )
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9!#$&'*+.^_`|~-]{1,128}$")
 _CSV_FORMATS = frozenset({ManifestFormat.CSV, ManifestFormat.S3_CSV})
@@ -103,7 +103,7 @@ def parse_create_job(body: bytes) -> JobSpec:
     )
     token = top.text("ClientRequestToken", invalid_argument, required=True, max_bytes=64)
     description = top.text("Description", invalid_argument, max_bytes=256, min_bytes=0) or ""
-    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in description):
+    if not printable_xml_text(description):
         raise invalid_argument("Description must not contain control characters such as CR or LF.")
     confirmation = top.boolean("ConfirmationRequired", invalid_argument, default=False)
     role_arn = top.text("RoleArn", invalid_argument, required=True, max_bytes=2048)
@@ -123,6 +123,14 @@ def parse_create_job(body: bytes) -> JobSpec:
         report=_report(top.element("Report", _subtree("Report"))),
         role_arn=role_arn,
     )
+
+
+_PRINTABLE = re.compile("[\t\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+def printable_xml_text(text: str) -> bool:
+    """True if ``text`` has no control characters and can be written back in an XML 1.0 document."""
+    return _PRINTABLE.fullmatch(text) is not None
 
 
 def _subtree(field: str) -> Fail:
@@ -264,6 +272,9 @@ def _copy(el: etree._Element, fail: Fail) -> PutObjectCopy:
             f"{path}: AccessControlGrants and CannedAccessControlList need "
             "AccessControlDirective Replaced or Add."
         )
+    if grants and canned:
+        # S3 and COS take either a canned ACL or explicit grants on one request, never both.
+        raise fail(f"{path}: use AccessControlGrants or CannedAccessControlList, not both.")
     if acl_directive is Directive.ADD and not grants:
         raise fail(f"{path}: AccessControlDirective Add needs AccessControlGrants.")
     if acl_directive is Directive.REPLACED and not (grants or canned):
@@ -509,7 +520,13 @@ class _Children:
             raise fail(
                 f"{self._where(name)} must be an ISO 8601 timestamp such as 2019-12-19T18:00:30Z."
             ) from exc
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        try:
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:
+            moment = datetime.min.replace(tzinfo=UTC)
+        if not 1970 <= moment.year <= 9999:
+            raise fail(f"{self._where(name)} must be between 1970 and 9999, not {value!r}.")
+        return moment
 
     def _where(self, name: str) -> str:
         return f"{self.path}/{name}"

@@ -22,6 +22,9 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "InternalError"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
     TOO_MANY_JOBS = "TooManyJobs"
+    SLOW_DOWN = "SlowDown"
+    REQUEST_TIMEOUT = "RequestTimeout"
+    INCOMPLETE_BODY = "IncompleteBody"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -37,6 +40,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 500,
     ErrorCode.TOO_MANY_JOBS: 500,
+    ErrorCode.SLOW_DOWN: 503,
+    ErrorCode.REQUEST_TIMEOUT: 400,
+    ErrorCode.INCOMPLETE_BODY: 400,
 }
 
 # The seed's messages, word for word, where it gives one.

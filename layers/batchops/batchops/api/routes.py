@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batchops.api import render
-from batchops.api.create_job import parse_create_job, parse_priority
+from batchops.api.create_job import parse_create_job, parse_priority, printable_xml_text
 from batchops.api.errors import (
     DUPLICATE_REQUEST,
     SERVICE_UNAVAILABLE,
@@ -112,6 +112,8 @@ class JobsApi:
             if request.method == "GET":
                 return 200, self._list(request)
             raise _method_not_allowed(request, "GET, POST")
+        if path.startswith("/jobs//"):
+            raise ApiError(ErrorCode.INVALID_REQUEST, "The job ID is missing from the path.")
         match = _JOB_PATH.match(path)
         if match is None:
             raise ApiError(
@@ -146,7 +148,7 @@ class JobsApi:
         max_results = _single(request, "maxResults")
         if max_results is None:
             limit = MAX_LIST_RESULTS
-        elif max_results.isdigit() and 1 <= int(max_results) <= MAX_LIST_RESULTS:
+        elif re.fullmatch(r"[0-9]{1,4}", max_results) and 1 <= int(max_results) <= MAX_LIST_RESULTS:
             limit = int(max_results)
         else:
             raise invalid_argument(
@@ -180,8 +182,8 @@ class JobsApi:
         reason = _single(request, "statusUpdateReason")
         if reason is not None and len(reason.encode()) > 256:
             raise invalid_argument("statusUpdateReason must be at most 256 bytes long.")
-        if reason is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in reason):
-            raise invalid_argument("statusUpdateReason must not contain control characters.")
+        if reason is not None and not printable_xml_text(reason):
+            raise invalid_argument("statusUpdateReason must not contain control or non-characters.")
         job = self._service.update_status(appid, _job_id(job_id), wanted, reason)
         return render.update_job_status_result(job)
 

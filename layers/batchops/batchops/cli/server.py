@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import socket
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from batchops.api.errors import ApiError, ErrorCode
@@ -15,15 +19,71 @@ from batchops.api.xml_safe import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 DRAIN_LIMIT = 4 * 1024 * 1024
+MAX_CONNECTIONS = 64
+BODY_DEADLINE_SECONDS = 60.0
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class JobsHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: JobsApi) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        api: JobsApi,
+        max_connections: int = MAX_CONNECTIONS,
+        body_deadline: float = BODY_DEADLINE_SECONDS,
+    ) -> None:
         super().__init__(address, _Handler)
         self.api = api
+        self.body_deadline = body_deadline
+        # Connections beyond this get 503 SlowDown at once instead of another thread.
+        self._max_connections = max_connections
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    def busy_slots(self) -> int:
+        """Connections being served now."""
+        with self._busy_lock:
+            return self._busy
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._busy_lock:
+            admitted = self._busy < self._max_connections
+            if admitted:
+                self._busy += 1
+        if not admitted:
+            self._answer_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release_slot()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+
+    def _answer_busy(self, connection: socket.socket) -> None:
+        error = ApiError(ErrorCode.SLOW_DOWN, "Too many connections; please retry.")
+        response = self.api.refuse(ApiRequest(method="", path="/"), error)
+        head = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
+        raw = (
+            f"HTTP/1.1 {response.status} Slow Down\r\n{head}Content-Length: {len(response.body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode() + response.body
+        with contextlib.suppress(OSError):
+            connection.settimeout(1.0)
+            connection.sendall(raw)
 
     @property
     def url(self) -> str:
@@ -59,13 +119,37 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._send(self.server.api.refuse(request, refusal), close=True)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self._read_body(int(self.headers.get("Content-Length") or 0))
+        except ApiError as error:
+            self.close_connection = True
+            self._send(self.server.api.refuse(request, error), close=True)
+            return
         self._send(self.server.api.handle(replace(request, body=body)))
+
+    def _read_body(self, length: int) -> bytes:
+        """Read the body within the server's deadline, however slowly the client sends it."""
+        deadline = time.monotonic() + self.server.body_deadline
+        parts: list[bytes] = []
+        remaining = length
+        while remaining > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ApiError(ErrorCode.REQUEST_TIMEOUT, "The request body was not received in time.")
+            self.connection.settimeout(min(left, self.timeout))
+            try:
+                chunk = self.rfile.read1(min(remaining, 65536))
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ApiError(ErrorCode.INCOMPLETE_BODY, "The body is shorter than its Content-Length.")
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)
 
     def _drain(self) -> None:
         raw = self.headers.get("Content-Length") or ""
-        remaining = min(int(raw), DRAIN_LIMIT) if raw.strip().isdigit() else 0
+        remaining = min(int(raw), DRAIN_LIMIT) if _DIGITS.fullmatch(raw.strip()) else 0
         with contextlib.suppress(OSError):
             while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
                 remaining -= len(chunk)
@@ -76,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.headers.get("Content-Length")
         if raw is None:
             return None
-        if not raw.strip().isdigit():
+        if not _DIGITS.fullmatch(raw.strip()):
             return ApiError(ErrorCode.INVALID_REQUEST, f"Content-Length {raw!r} is not a number.")
         if int(raw) > MAX_BODY_BYTES:
             return ApiError(
@@ -112,8 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-def make_server(api: JobsApi, host: str = "127.0.0.1", port: int = 8080) -> JobsHttpServer:
-    return JobsHttpServer((host, port), api)
+def make_server(
+    api: JobsApi, host: str = "127.0.0.1", port: int = 8080, max_connections: int = MAX_CONNECTIONS
+) -> JobsHttpServer:
+    return JobsHttpServer((host, port), api, max_connections=max_connections)
 
 
 def serve_in_thread(server: JobsHttpServer) -> threading.Thread:

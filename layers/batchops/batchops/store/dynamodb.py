@@ -16,7 +16,10 @@ items spread over partitions; only CreateJob and terminal transitions touch the 
 
 Retention: when a job becomes terminal its item and its token get ``expires_at`` (epoch seconds,
 the table's TTL attribute) ``retention_days`` later, 90 by default as in S3 Batch Operations;
-DynamoDB then deletes both. Until then the token keeps refusing a second job.
+DynamoDB then deletes both. Until then the token keeps refusing a second job. DeleteJob removes
+the job, then the token's claim if the job still holds it; a claim left behind by a job that is
+gone (TTL removed the job first, or a delete stopped halfway) is released by the next CreateJob
+that meets it.
 
 Atomicity: CreateJob is one transaction {put token if absent, put job if absent, add 1 to the
 counter if below the limit}; a change of status is a put conditioned on ``version``, in the same
@@ -64,6 +67,10 @@ _UNAVAILABLE_CODES = frozenset(
         "UnrecognizedClientException",
         "AccessDeniedException",
         "LimitExceededException",
+        # botocore retries a transaction with the same ClientRequestToken; these answers mean
+        # the first attempt's fate is not known yet.
+        "TransactionInProgressException",
+        "IdempotentParameterMismatchException",
     }
 )
 Item = dict[str, Any]
@@ -114,9 +121,14 @@ class DynamoDBJobStore:
                 return
             if reasons[0] == "ConditionalCheckFailed":
                 existing = self._get(_token_key(record.appid, record.client_request_token))
-                if existing is not None:
-                    raise DuplicateTokenError(existing["job_id"]["S"])
-                continue  # the token's job was deleted meanwhile: try again
+                holder = existing.get("job_id", {}).get("S") if existing else None
+                if holder and self._live(self._get(_job_key(holder))):
+                    raise DuplicateTokenError(holder)
+                # A claim outliving its job (TTL deleted the job first, or a delete stopped halfway):
+                # release it and try again.
+                if holder:
+                    self._release_token(record.appid, record.client_request_token, holder)
+                continue
             if reasons[2] == "ConditionalCheckFailed":
                 raise ActiveLimitReachedError(max_active)
             if reasons[1] == "ConditionalCheckFailed":
@@ -125,7 +137,7 @@ class DynamoDBJobStore:
 
     def get_job(self, appid: str, job_id: str) -> JobRecord | None:
         item = self._get(_job_key(job_id))
-        if item is None or item["appid"]["S"] != appid:
+        if not self._live(item) or item is None or item["appid"]["S"] != appid:
             return None
         return _record(item)
 
@@ -158,7 +170,7 @@ class DynamoDBJobStore:
         with _unavailable_on_error():
             while len(found) <= limit:
                 page = self._client.query(**query)
-                found.extend(_record(item) for item in page.get("Items", []))
+                found.extend(_record(item) for item in page.get("Items", []) if self._live(item))
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -184,8 +196,13 @@ class DynamoDBJobStore:
                     "Update": {
                         "TableName": self._table,
                         "Key": _token_key(new.appid, new.client_request_token),
-                        "UpdateExpression": f"SET {TTL_ATTRIBUTE} = :expires",
-                        "ExpressionAttributeValues": {":expires": {"N": str(self._expiry())}},
+                        "UpdateExpression": (
+                            f"SET {TTL_ATTRIBUTE} = :expires, job_id = if_not_exists(job_id, :job)"
+                        ),
+                        "ExpressionAttributeValues": {
+                            ":expires": {"N": str(self._expiry())},
+                            ":job": {"S": new.job_id},
+                        },
                     }
                 }
             )
@@ -203,20 +220,36 @@ class DynamoDBJobStore:
                     "ExpressionAttributeValues": {":version": {"N": str(record.version)}},
                 }
             },
-            {
-                "Delete": {
-                    "TableName": self._table,
-                    "Key": _token_key(record.appid, record.client_request_token),
-                }
-            },
         ]
         if record.active:
             actions.append(self._count(record.appid, -1))
         if self._transact(actions) is not None:
             raise VersionConflictError(record.job_id)
+        self._release_token(record.appid, record.client_request_token, record.job_id)
 
     def close(self) -> None:
         self._client.close()
+
+    def _release_token(self, appid: str, token: str, job_id: str) -> None:
+        """Delete the token's claim if ``job_id`` still holds it (never another job's claim)."""
+        try:
+            with _unavailable_on_error():
+                self._client.delete_item(
+                    TableName=self._table,
+                    Key=_token_key(appid, token),
+                    ConditionExpression="job_id = :job",
+                    ExpressionAttributeValues={":job": {"S": job_id}},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _live(self, item: Mapping[str, Any] | None) -> bool:
+        """False for a missing item, and for one past its TTL that DynamoDB has not removed yet."""
+        if item is None:
+            return False
+        expires = item.get(TTL_ATTRIBUTE)
+        return expires is None or int(expires["N"]) > self._clock()
 
     def _job_item(self, record: JobRecord) -> Item:
         item = _job_item(record)

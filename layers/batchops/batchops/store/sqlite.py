@@ -1,8 +1,9 @@
 """SQLite job store: the embedded default (`BATCHOPS_DB`, default `.batchops/batchops.db`).
 
-One connection per thread, WAL journal, and every write inside ``BEGIN IMMEDIATE``, so writers
-from several threads and processes serialize on the database lock and each check-then-write
-(token free? limit reached? version unchanged?) is atomic.
+A small pool of connections, each lent to one operation at a time (a server thread per HTTP
+connection must not leave a connection behind), WAL journal, and every write inside
+``BEGIN IMMEDIATE``, so writers from several threads and processes serialize on the database
+lock and each check-then-write (token free? limit reached? version unchanged?) is atomic.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from batchops.store.base import (
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
+MAX_IDLE_CONNECTIONS = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,12 +52,12 @@ class SQLiteJobStore:
     def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self._path = Path(path)
         self._busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with _unavailable_on_error():
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection().executescript(_SCHEMA)
+            with self._connection() as db:
+                db.executescript(_SCHEMA)
 
     @property
     def path(self) -> Path:
@@ -77,12 +79,11 @@ class SQLiteJobStore:
             db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 9)})", _row(record))  # noqa: S608
 
     def get_job(self, appid: str, job_id: str) -> JobRecord | None:
-        with _unavailable_on_error():
-            row = (
-                self._connection()
-                .execute(f"SELECT {_COLUMNS} FROM jobs WHERE appid = ? AND job_id = ?", (appid, job_id))  # noqa: S608
-                .fetchone()
-            )
+        with _unavailable_on_error(), self._connection() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE appid = ? AND job_id = ?",  # noqa: S608
+                (appid, job_id),
+            ).fetchone()
         return None if row is None else _record(row)
 
     def list_jobs(
@@ -93,8 +94,7 @@ class SQLiteJobStore:
         if statuses is not None:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(sorted(statuses))
-        with _unavailable_on_error():
-            db = self._connection()
+        with _unavailable_on_error(), self._connection() as db:
             if after_job_id is not None:
                 after = db.execute(
                     "SELECT creation_time FROM jobs WHERE appid = ? AND job_id = ?", (appid, after_job_id)
@@ -142,28 +142,37 @@ class SQLiteJobStore:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Lend a connection for one operation; keep a few idle ones, close the rest."""
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
         if db is None:
             db = sqlite3.connect(
                 self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        try:
+            yield db
+        finally:
+            if db.in_transaction:
+                db.close()  # a broken transaction: never lend it again
+            else:
+                with self._lock:
+                    keep = len(self._idle) < MAX_IDLE_CONNECTIONS
+                    if keep:
+                        self._idle.append(db)
+                if not keep:
+                    db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with _unavailable_on_error():
-            db = self._connection()
+        with _unavailable_on_error(), self._connection() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
