@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -40,7 +41,7 @@ def _cancel(path: str, n: int, barrier: Barrier, results: multiprocessing.Queue[
         store.close()
 
 
-def run_processes(target: object, path: str) -> list[str]:
+def run_processes(target: Callable[..., None], path: str) -> list[str]:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     results: multiprocessing.Queue[str] = context.Queue()
@@ -61,7 +62,7 @@ def test_processes_creating_with_one_token_make_one_job(tmp_path: Path) -> None:
     results = run_processes(_create, path)
     assert results.count("created") == 1
     created = [r for r in results if r != "created"]
-    assert len({r for r in created}) == 1 and created[0].startswith("duplicate:job-")
+    assert len(set(created)) == 1 and created[0].startswith("duplicate:job-")
     store = SQLiteJobStore(path)
     assert len(store.list_jobs(APPID, None, 100, None).records) == 1
     store.close()
