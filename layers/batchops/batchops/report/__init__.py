@@ -1,0 +1,1 @@
+"""Completion reports: results rows, per-status results files and the report manifest.json."""
