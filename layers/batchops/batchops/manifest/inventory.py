@@ -1,0 +1,323 @@
+"""Inventory manifests: COSInventoryReport_CSV_V1 and S3InventoryReport_CSV_20161130.
+
+The job's manifest object is an inventory ``manifest.json``; it lists data files in the
+inventory's destination bucket, whose rows are the tasks. Two shapes exist:
+
+- **S3**: ``destinationBucket`` is an ARN, ``files[].size`` a number, the checksum
+  ``MD5checksum``; fileSchema ``Bucket, Key, VersionId, IsLatest, ...``.
+- **COS**: ``sourceAppid``, ``destinationBucket`` a plain name, sizes as strings, the checksum
+  ``md5Checksum``; fileSchema ``Appid, Bucket, Key, ...``.
+
+CSV data files are gzip-compressed and header-less, with the columns fileSchema names; their keys
+are URL-encoded and decoded exactly as CSV manifests' keys are (see ``csv_manifest``). Neither
+S3 nor COS documents whether a data file may start with a header row, so a first row whose
+Bucket cell reads ``Bucket`` and Key cell ``Key`` is skipped: ``Bucket`` can never be a bucket
+name (bucket names are lowercase), so no real row is lost.
+
+Each data file is streamed (gunzip, CSV) and its MD5 (of the compressed bytes, as listed in
+manifest.json) is computed on the way; a mismatch is raised once the file has been read,
+**after** its tasks were yielded. Consumers must therefore read the whole manifest (as Preparing
+does when it counts tasks and plans chunks) before acting on any task.
+
+ORC and Parquet inventories are read with pyarrow when it is installed (it is optional: too big
+for the Lambda layer). Their keys are not URL-encoded, so they are used as stored. Each file is
+spooled to a temporary file (pyarrow needs to seek) and verified before any of its rows is used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib
+import io
+import json
+import re
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO, Literal
+
+from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_row, where_row
+from batchops.manifest.resources import ResourceError, parse_bucket
+from batchops.manifest.streams import BUFFER_SIZE, SourceReader, drain
+from batchops.manifest.tasks import (
+    CHECKSUM_MISMATCH,
+    FORMAT_UNSUPPORTED,
+    MALFORMED,
+    ManifestError,
+    ManifestTask,
+)
+
+InventoryFormat = Literal["CSV", "ORC", "Parquet"]
+_FORMATS: dict[str, InventoryFormat] = {"csv": "CSV", "orc": "ORC", "parquet": "Parquet"}
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+_COLUMNAR_BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryFile:
+    """One data file; ``size`` is its (compressed) size in bytes, ``md5`` lowercase hex or None."""
+
+    key: str
+    size: int
+    md5: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryManifest:
+    source_bucket: str
+    destination_bucket: str
+    file_format: InventoryFormat
+    file_schema: tuple[str, ...]
+    files: tuple[InventoryFile, ...]
+    source_appid: str | None = None
+
+
+def parse_inventory_manifest(data: bytes) -> InventoryManifest:
+    """Parse an S3- or COS-shaped inventory manifest.json; ManifestMalformed says what is wrong."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(MALFORMED, f"the inventory manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ManifestError(MALFORMED, "the inventory manifest.json must be a JSON object")
+    file_format = _file_format(_text(doc, "fileFormat"))
+    schema = tuple(name.strip() for name in _text(doc, "fileSchema").split(","))
+    if any(not name for name in schema):
+        raise ManifestError(MALFORMED, f"inventory fileSchema {', '.join(schema)!r} has an empty column name")
+    _schema_columns(schema)
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise ManifestError(MALFORMED, "the inventory manifest.json needs a 'files' list")
+    appid = doc.get("sourceAppid")
+    if appid is not None and not isinstance(appid, str | int):
+        raise ManifestError(MALFORMED, "inventory 'sourceAppid' must be a string")
+    return InventoryManifest(
+        source_bucket=_text(doc, "sourceBucket"),
+        destination_bucket=_bucket_name(_text(doc, "destinationBucket")),
+        file_format=file_format,
+        file_schema=schema,
+        files=tuple(_file(entry, n) for n, entry in enumerate(files, start=1)),
+        source_appid=None if appid is None else str(appid),
+    )
+
+
+def iter_inventory_tasks(
+    manifest: InventoryManifest, open_file: Callable[[str], BinaryIO]
+) -> Iterator[ManifestTask]:
+    """Yield every task of every data file, in the order manifest.json lists them.
+
+    ``open_file(key)`` opens a data file of the destination bucket; the stream it returns is
+    closed here. Raises ManifestChecksumMismatch (naming the file) after a file whose MD5 differs.
+    """
+    if manifest.file_format == "CSV":
+        columns = _schema_columns(manifest.file_schema)
+        for entry in manifest.files:
+            yield from _csv_file_tasks(entry, columns, open_file)
+        return
+    reader = _columnar_reader(manifest.file_format)
+    for entry in manifest.files:
+        yield from _columnar_file_tasks(entry, manifest, reader, open_file)
+
+
+# -- manifest.json fields ---------------------------------------------------------------------
+
+
+def _text(doc: Mapping[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(MALFORMED, f"the inventory manifest.json needs a non-empty string {name!r}")
+    return value.strip()
+
+
+def _file_format(value: str) -> InventoryFormat:
+    found = _FORMATS.get(value.lower())
+    if found is None:
+        raise ManifestError(
+            FORMAT_UNSUPPORTED, f"inventory fileFormat {value!r} is not supported; use CSV, ORC or Parquet"
+        )
+    return found
+
+
+def _bucket_name(value: str) -> str:
+    """S3 writes the destination as ``arn:aws:s3:::name``, COS as a plain name."""
+    if not value.startswith(("arn:", "qcs::")):
+        return value
+    try:
+        return parse_bucket(value).bucket
+    except ResourceError as exc:
+        raise ManifestError(MALFORMED, f"inventory destinationBucket: {exc}") from exc
+
+
+def _schema_columns(schema: tuple[str, ...]) -> CsvColumns:
+    folded = [name.lower() for name in schema]
+    for name in ("bucket", "key", "versionid"):
+        if folded.count(name) > 1:
+            raise ManifestError(MALFORMED, f"inventory fileSchema names {name!r} more than once")
+    for name in ("bucket", "key"):
+        if name not in folded:
+            raise ManifestError(
+                MALFORMED, f"inventory fileSchema {', '.join(schema)!r} has no {name.capitalize()} column"
+            )
+    version = folded.index("versionid") if "versionid" in folded else None
+    return CsvColumns(folded.index("bucket"), folded.index("key"), version, len(schema))
+
+
+def _file(entry: object, number: int) -> InventoryFile:
+    where = f"inventory files[{number}]"
+    if not isinstance(entry, dict):
+        raise ManifestError(MALFORMED, f"{where} must be a JSON object")
+    key = entry.get("key")
+    if not isinstance(key, str) or not key:
+        raise ManifestError(MALFORMED, f"{where} needs a non-empty string 'key'")
+    size = entry.get("size")
+    if isinstance(size, str) and size.strip().isdigit():
+        size = int(size.strip())
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ManifestError(MALFORMED, f"{where} ({key}) needs a non-negative integer 'size'")
+    md5 = entry.get("MD5checksum", entry.get("md5Checksum"))
+    if md5 in (None, ""):
+        return InventoryFile(key, size, None)
+    if not isinstance(md5, str) or not _MD5.match(md5):
+        raise ManifestError(MALFORMED, f"{where} ({key}) has an MD5 checksum that is not 32 hex digits")
+    return InventoryFile(key, size, md5.lower())
+
+
+# -- CSV data files ---------------------------------------------------------------------------
+
+
+def _csv_file_tasks(
+    entry: InventoryFile, columns: CsvColumns, open_file: Callable[[str], BinaryIO]
+) -> Iterator[ManifestTask]:
+    digest = hashlib.md5(usedforsecurity=False)
+    stream = open_file(entry.key)
+    try:
+        compressed = io.BufferedReader(
+            SourceReader(stream, close_source=False, on_data=digest.update), BUFFER_SIZE
+        )
+        what = f"inventory file {entry.key}"
+        try:
+            first = True
+            with gzip.GzipFile(fileobj=compressed, mode="rb") as rows:
+                for row_number, line, row in iter_csv_rows(rows, what):
+                    if first and _is_header(row, columns):
+                        first = False
+                        continue
+                    first = False
+                    yield task_from_row(row, columns, f"{what}, {where_row(row_number, line)}")
+        except (OSError, EOFError, zlib.error) as exc:
+            _verify(entry, digest, compressed)
+            raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
+        except ManifestError as exc:
+            if exc.code == MALFORMED:
+                _verify(entry, digest, compressed)
+            raise
+        _verify(entry, digest, compressed)
+    finally:
+        stream.close()
+
+
+def _is_header(row: list[str], columns: CsvColumns) -> bool:
+    return (
+        len(row) >= columns.needed
+        and row[columns.bucket].strip() == "Bucket"
+        and row[columns.key].strip() == "Key"
+    )
+
+
+def _verify(entry: InventoryFile, digest: Any, rest: BinaryIO | None = None) -> None:
+    """Hash what is left of the file (``rest``) and compare with manifest.json, when it gives an MD5."""
+    if entry.md5 is None:
+        return
+    if rest is not None:
+        drain(rest)
+    actual = digest.hexdigest()
+    if actual != entry.md5:
+        raise ManifestError(
+            CHECKSUM_MISMATCH,
+            f"inventory file {entry.key} has MD5 {actual} but manifest.json lists {entry.md5}; "
+            "the file is corrupt or was replaced",
+        )
+
+
+# -- ORC and Parquet data files (pyarrow, optional) --------------------------------------------
+
+ColumnarReader = Callable[[IO[bytes], dict[str, str]], Iterator[dict[str, list[Any]]]]
+
+
+def _columnar_reader(file_format: InventoryFormat) -> ColumnarReader:
+    """Import pyarrow lazily; without it, fail before any file is opened."""
+    module = "pyarrow.orc" if file_format == "ORC" else "pyarrow.parquet"
+    try:
+        reader_module = importlib.import_module(module)
+    except ImportError as exc:
+        raise ManifestError(
+            FORMAT_UNSUPPORTED,
+            f"{file_format} inventories need pyarrow, which is not installed; install it "
+            "(pip install pyarrow) or use a CSV inventory",
+        ) from exc
+    if file_format == "ORC":
+        return lambda file, wanted: _orc_batches(reader_module, file, wanted)
+    return lambda file, wanted: _parquet_batches(reader_module, file, wanted)
+
+
+def _resolve(names: list[str], wanted: dict[str, str]) -> dict[str, str]:
+    """Map our names (bucket, key, version) to the file's columns, ignoring case and '_'."""
+    by_fold = {name.lower().replace("_", ""): name for name in names}
+    found = {role: by_fold[fold] for role, fold in wanted.items() if fold in by_fold}
+    return found
+
+
+def _orc_batches(orc: Any, file: IO[bytes], wanted: dict[str, str]) -> Iterator[dict[str, list[Any]]]:
+    reader = orc.ORCFile(file)
+    columns = _resolve(list(reader.schema.names), wanted)
+    for stripe in range(reader.nstripes):
+        batch = reader.read_stripe(stripe, columns=list(columns.values()))
+        yield {role: batch.column(name).to_pylist() for role, name in columns.items()}
+
+
+def _parquet_batches(pq: Any, file: IO[bytes], wanted: dict[str, str]) -> Iterator[dict[str, list[Any]]]:
+    reader = pq.ParquetFile(file)
+    columns = _resolve(list(reader.schema_arrow.names), wanted)
+    for batch in reader.iter_batches(batch_size=_COLUMNAR_BATCH_ROWS, columns=list(columns.values())):
+        yield {role: batch.column(name).to_pylist() for role, name in columns.items()}
+
+
+def _columnar_file_tasks(
+    entry: InventoryFile,
+    manifest: InventoryManifest,
+    read_batches: ColumnarReader,
+    open_file: Callable[[str], BinaryIO],
+) -> Iterator[ManifestTask]:
+    what = f"inventory file {entry.key}"
+    with tempfile.TemporaryFile() as spool:
+        digest = hashlib.md5(usedforsecurity=False)
+        stream = open_file(entry.key)
+        try:
+            while piece := stream.read(BUFFER_SIZE):
+                digest.update(piece)
+                spool.write(piece)
+        finally:
+            stream.close()
+        _verify(entry, digest)
+        spool.seek(0)
+        wanted = {"bucket": "bucket", "key": "key", "version": "versionid"}
+        row_number = 0
+        try:
+            batches = read_batches(spool, wanted)
+            for batch in batches:
+                if "bucket" not in batch or "key" not in batch:
+                    raise ManifestError(MALFORMED, f"{what} has no bucket or no key column")
+                versions = batch.get("version") or [None] * len(batch["key"])
+                for bucket, key, version in zip(batch["bucket"], batch["key"], versions, strict=True):
+                    row_number += 1
+                    if not bucket or not key:
+                        raise ManifestError(MALFORMED, f"{what}, row {row_number} has an empty bucket or key")
+                    yield ManifestTask(str(bucket), str(key), str(version) if version else None)
+        except ManifestError:
+            raise
+        except Exception as exc:  # pyarrow raises its own hierarchy (ArrowInvalid, OSError, ...)
+            raise ManifestError(
+                MALFORMED, f"{what} is not a readable {manifest.file_format} file: {exc}"
+            ) from exc

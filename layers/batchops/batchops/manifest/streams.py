@@ -1,0 +1,121 @@
+"""Byte streams for manifests: one adapter over anything that yields bytes, read a bounded piece at a time.
+
+A manifest may hold millions of rows (tens of MB and more), so no reader here ever calls
+``read()`` without a size: memory stays at a few buffers whatever the object's size. The adapter
+accepts a botocore ``StreamingBody`` (``read(amt)``, ``iter_chunks()``), any binary file object, or
+an iterable of ``bytes``, and presents it as a buffered ``BinaryIO`` that ``gzip``, ``io`` and
+``csv`` can consume.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+BUFFER_SIZE = 64 * 1024
+
+
+@runtime_checkable
+class SupportsRead(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+@runtime_checkable
+class SupportsIterChunks(Protocol):
+    def iter_chunks(self, chunk_size: int = ..., /) -> Iterator[bytes]: ...
+
+
+ByteSource = SupportsRead | SupportsIterChunks | Iterable[bytes]
+
+
+class SourceReader(io.RawIOBase):
+    """A raw, read-only stream over a byte source, pulling at most the caller's buffer size at a time.
+
+    ``on_data`` sees every byte exactly once, in order (used to hash compressed inventory files
+    while they are being decompressed, without a second pass). ``close_source`` decides whether
+    closing this stream closes the source: True for an HTTP body we own (returns the connection),
+    False for a stream the caller lent us.
+    """
+
+    def __init__(
+        self,
+        source: ByteSource,
+        *,
+        close_source: bool,
+        on_data: Callable[[bytes], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._close_source = close_source
+        self._on_data = on_data
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = b""
+        self._eof = False
+        if not isinstance(source, SupportsRead):
+            if isinstance(source, SupportsIterChunks):
+                self._chunks = iter(source.iter_chunks(BUFFER_SIZE))
+            else:
+                self._chunks = iter(source)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        wanted = len(view)
+        if wanted == 0:
+            return 0
+        data = self._pending or self._next(wanted)
+        taken, self._pending = data[:wanted], data[wanted:]
+        if taken and self._on_data is not None:
+            self._on_data(taken)
+        count = len(taken)
+        view[:count] = taken
+        return count
+
+    def _next(self, size: int) -> bytes:
+        """The next non-empty piece of the source, or b"" at its end."""
+        while not self._eof:
+            piece = self._pull(size)
+            if piece:
+                return bytes(piece)
+            self._eof = True
+        return b""
+
+    def _pull(self, size: int) -> bytes:
+        """One read from the source; overridden to translate a transport's errors."""
+        if self._chunks is None:
+            assert isinstance(self._source, SupportsRead)
+            return self._source.read(size)
+        while True:
+            try:
+                piece = next(self._chunks)
+            except StopIteration:
+                return b""
+            if piece:
+                return piece
+
+    def close(self) -> None:
+        if not self.closed and self._close_source:
+            closer = getattr(self._source, "close", None)
+            if callable(closer):
+                closer()
+        super().close()
+
+
+def as_binary_io(body: ByteSource, *, close_source: bool = True) -> BinaryIO:
+    """Wrap an HTTP body, a file or an iterable of bytes as a buffered ``BinaryIO``.
+
+    Closing the result closes ``body`` unless ``close_source`` is False.
+    """
+    return io.BufferedReader(SourceReader(body, close_source=close_source), BUFFER_SIZE)
+
+
+def drain(stream: BinaryIO) -> None:
+    """Read a stream to its end in bounded pieces (so a hash over it sees every byte)."""
+    while stream.read(BUFFER_SIZE):
+        pass
