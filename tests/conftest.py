@@ -39,6 +39,8 @@ for _name, _value in {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
+    # A client a test forgets to point at moto talks to a closed loopback port, never to AWS.
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)

@@ -32,7 +32,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str,
         **getattr(request, "param", {}),
     }
     server = subprocess.Popen(
-        [BATCHOPS, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [BATCHOPS, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-workers"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

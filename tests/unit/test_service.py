@@ -79,8 +79,8 @@ def test_failures_are_recorded(service: JobService) -> None:
         APPID,
         job.job_id,
         JobStatus.FAILED,
-        "manifest unreadable",
-        JobFailure("ManifestETagMismatch", "etag differs"),
+        reason="manifest unreadable",
+        failure=JobFailure("ManifestETagMismatch", "etag differs"),
     )
     assert failed.failure_reasons == (JobFailure("ManifestETagMismatch", "etag differs"),)
     assert service.describe(APPID, job.job_id).failure_reasons == failed.failure_reasons

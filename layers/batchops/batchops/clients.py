@@ -14,6 +14,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
 
 STORE_CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -24,3 +25,19 @@ STORE_CLIENT_CONFIG = Config(
 
 def dynamodb_client() -> DynamoDBClient:
     return boto3.client("dynamodb", config=STORE_CLIENT_CONFIG)
+
+
+def s3_client(max_pool_connections: int, addressing_style: str = "auto") -> S3Client:
+    """The client every per-object operation shares (boto3 clients are thread-safe).
+
+    Its connection pool matches the tasks that may be in flight at once; standard retries with
+    five attempts absorb S3's 503 SlowDown while it scales a prefix.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=5,
+        read_timeout=60,
+        s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
+    )
+    return boto3.client("s3", config=config)

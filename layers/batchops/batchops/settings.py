@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchops.engine.settings import EngineSettings
+from batchops.ops.copy import CopySettings
+
 DEFAULT_DB = Path(".batchops") / "batchops.db"
 DEFAULT_MAX_ACTIVE_JOBS = 1000
 DEFAULT_APPID = "1250000000"
@@ -44,14 +47,32 @@ class LocalSettings:
     max_active_jobs: int
     appid: str
     endpoint: str
+    engine: EngineSettings
+    s3_addressing_style: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
+        defaults = EngineSettings()
+        style = env.get("BATCHOPS_S3_ADDRESSING_STYLE") or "auto"
+        if style not in ("auto", "path", "virtual"):
+            raise SettingsError(f"BATCHOPS_S3_ADDRESSING_STYLE must be auto, path or virtual, not {style!r}")
         return cls(
             db_path=Path(env.get("BATCHOPS_DB") or DEFAULT_DB),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             appid=env.get("BATCHOPS_APPID") or DEFAULT_APPID,
             endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
+            engine=EngineSettings(
+                workers=_positive_int(env, "BATCHOPS_WORKERS", defaults.workers),
+                task_concurrency=_positive_int(env, "BATCHOPS_TASK_CONCURRENCY", defaults.task_concurrency),
+                chunk_max_tasks=_positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks),
+                copy=CopySettings(
+                    multipart_threshold=_positive_int(
+                        env, "BATCHOPS_MULTIPART_THRESHOLD", defaults.copy.multipart_threshold
+                    ),
+                    part_size=_positive_int(env, "BATCHOPS_PART_SIZE", defaults.copy.part_size),
+                ),
+            ),
+            s3_addressing_style=style,
         )
 
 
@@ -66,6 +87,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    if not re.fullmatch(r"[0-9]{1,9}", raw.strip()) or int(raw) < 1:
+    if not re.fullmatch(r"[0-9]{1,15}", raw.strip()) or int(raw) < 1:
         raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)

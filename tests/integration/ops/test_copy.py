@@ -7,7 +7,9 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import boto3
 import pytest
+from botocore.config import Config
 from lxml import etree
 
 from batchops.api.create_job import parse_create_job
@@ -255,11 +257,21 @@ def test_missing_source_and_transient_errors(s3: S3Client, buckets: tuple[str, s
     assert copy_task(s3, src, "k", None, copy_op(dst), settings=DEFAULT).succeeded
 
 
-def test_persistent_throttling_is_a_transient_failure(s3: S3Client, buckets: tuple[str, str]) -> None:
+def test_persistent_throttling_is_a_transient_failure(
+    s3: S3Client, buckets: tuple[str, str], moto_endpoint: str
+) -> None:
     src, dst = buckets
     put(s3, src, "k")
-    inject(s3, "CopyObject", first(99, lambda: s3_error(503, "SlowDown", "Please reduce your request rate.")))
-    outcome = copy_task(s3, src, "k", None, copy_op(dst), settings=DEFAULT)
+    # botocore backs off throttles from 1 s: two attempts keep this test short
+    impatient = boto3.client(
+        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 2})
+    )
+    inject(
+        impatient,
+        "CopyObject",
+        first(99, lambda: s3_error(503, "SlowDown", "Please reduce your request rate.")),
+    )
+    outcome = copy_task(impatient, src, "k", None, copy_op(dst), settings=DEFAULT)
     assert (outcome.succeeded, outcome.error_code, outcome.transient) == (False, "SlowDown", True)
 
 

@@ -19,6 +19,9 @@ from batchops.api.routes import JobsApi
 from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
 from batchops.cli.server import make_server
+from batchops.clients import s3_client
+from batchops.engine.embedded import EmbeddedDispatcher
+from batchops.engine.phases import Engine
 from batchops.jobs.service import JobService
 from batchops.settings import LocalSettings, SettingsError
 from batchops.store.sqlite import SQLiteJobStore
@@ -31,7 +34,18 @@ EXIT_UNREACHABLE = 3
 def local_api(db_path: Path, max_active_jobs: int) -> tuple[JobsApi, SQLiteJobStore]:
     """The jobs API on the embedded SQLite store."""
     store = SQLiteJobStore(db_path)
-    return JobsApi(JobService(store, max_active_jobs=max_active_jobs)), store
+    return JobsApi(local_service(store, max_active_jobs)), store
+
+
+def local_service(store: SQLiteJobStore, max_active_jobs: int) -> JobService:
+    return JobService(store, max_active_jobs=max_active_jobs, live_progress=store.progress)
+
+
+def local_dispatcher(store: SQLiteJobStore, settings: LocalSettings) -> EmbeddedDispatcher:
+    """In-process workers on the SQLite store, acting on the S3 endpoint boto3 is configured for."""
+    s3 = s3_client(settings.engine.s3_connections, settings.s3_addressing_style)
+    engine = Engine(local_service(store, settings.max_active_jobs), store, s3, settings.engine)
+    return EmbeddedDispatcher(engine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,8 +90,20 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
         default=settings.db_path,
         help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
     )
+    serve.add_argument("--no-workers", action="store_true", help="serve the API only; run jobs elsewhere")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
+
+    run = commands.add_parser("run", help="run jobs with in-process workers, without the HTTP server")
+    run.add_argument(
+        "--db",
+        type=Path,
+        default=settings.db_path,
+        help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
+    )
+    run.add_argument("--until-idle", action="store_true", help="stop when no job has work left to do now")
+    run.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
+    run.set_defaults(run=_run)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(
@@ -141,20 +167,47 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
     api, store = local_api(args.db, settings.max_active_jobs)
     server = make_server(api, args.host, args.port)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"batchops: jobs API on {server.url} (store {store.path})", file=sys.stderr, flush=True)
+    dispatcher = None if args.no_workers else local_dispatcher(store, settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    workers = "no workers" if dispatcher is None else f"{settings.engine.workers} workers"
+    print(f"batchops: jobs API on {server.url} (store {store.path}, {workers})", file=sys.stderr, flush=True)
     try:
+        if dispatcher is not None:
+            dispatcher.start()
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if dispatcher is not None:
+            dispatcher.stop()
+            dispatcher.engine.close()
         store.close()
     return 0
+
+
+def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
+    store = SQLiteJobStore(args.db)
+    dispatcher = local_dispatcher(store, settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.until_idle:
+            dispatcher.run_until_idle()
+        else:
+            dispatcher.start()
+            while True:
+                signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dispatcher.stop()
+        dispatcher.engine.close()
+        store.close()
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _client(args: argparse.Namespace) -> JobsClient:

@@ -232,3 +232,5 @@ class Job:
     termination_date: datetime | None = None
     failure_reasons: tuple[JobFailure, ...] = ()
     progress: ProgressSummary = field(default_factory=ProgressSummary)
+    active_since: datetime | None = None
+    """When the job last became Active: ElapsedTimeInActiveSeconds runs from here."""

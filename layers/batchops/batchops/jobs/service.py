@@ -61,11 +61,14 @@ class JobService:
         max_active_jobs: int,
         clock: Callable[[], datetime] = utc_now,
         job_ids: Callable[[], str] = new_job_id,
+        live_progress: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self._store = store
         self._max_active_jobs = max_active_jobs
         self._clock = clock
         self._job_ids = job_ids
+        # Where a running job's (succeeded, failed) counts come from: the engine's ledger.
+        self._live_progress = live_progress
 
     def create(self, appid: str, spec: JobSpec) -> Job:
         """Create a job in status New.
@@ -91,7 +94,7 @@ class JobService:
         return job
 
     def describe(self, appid: str, job_id: str) -> Job:
-        return record_to_job(self._read(appid, job_id))
+        return self._with_live_progress(record_to_job(self._read(appid, job_id)))
 
     def list(
         self, appid: str, statuses: frozenset[JobStatus] | None, max_results: int, next_token: str | None
@@ -107,7 +110,7 @@ class JobService:
                 )
             except UnknownJobError as exc:
                 raise InvalidNextTokenError(next_token or "") from exc
-        return [record_to_job(r) for r in page.records], page.next_after_job_id
+        return [self._with_live_progress(record_to_job(r)) for r in page.records], page.next_after_job_id
 
     def update_priority(self, appid: str, job_id: str, priority: int) -> Job:
         def change(job: Job) -> Job | None:
@@ -136,10 +139,17 @@ class JobService:
         appid: str,
         job_id: str,
         target: JobStatus,
+        *,
         reason: str | None = None,
         failure: JobFailure | None = None,
+        total_tasks: int | None = None,
+        counts: tuple[int, int] | None = None,
     ) -> Job:
-        """Move a job along an edge of the lifecycle (the engine's entry point)."""
+        """Move a job along an edge of the lifecycle (the engine's entry point).
+
+        ``total_tasks`` is set when preparing ends; ``counts`` (succeeded, failed) are the final
+        figures when the job ends.
+        """
 
         def change(job: Job) -> Job:
             try:
@@ -149,6 +159,12 @@ class JobService:
             moved = self._moved(job, target, reason)
             if failure is not None:
                 moved = replace(moved, failure_reasons=(*moved.failure_reasons, failure))
+            if total_tasks is not None:
+                moved = replace(moved, progress=replace(moved.progress, total=total_tasks))
+            if counts is not None:
+                moved = replace(
+                    moved, progress=replace(moved.progress, succeeded=counts[0], failed=counts[1])
+                )
             return moved
 
         return self._change(appid, job_id, change)
@@ -170,11 +186,37 @@ class JobService:
         raise JobStoreUnavailableError("the job kept changing while being deleted")
 
     def _moved(self, job: Job, target: JobStatus, reason: str | None) -> Job:
-        return replace(
+        now = self._clock()
+        moved = replace(
             job,
             status=target,
             status_update_reason=reason if reason is not None else job.status_update_reason,
-            termination_date=self._clock() if is_terminal(target) else None,
+            termination_date=now if is_terminal(target) else None,
+        )
+        if target is JobStatus.ACTIVE:
+            moved = replace(moved, active_since=now)
+        elif job.status is JobStatus.ACTIVE and job.active_since is not None:
+            # Leaving Active: bank the time spent in it.
+            elapsed = job.progress.elapsed_active_seconds + int((now - job.active_since).total_seconds())
+            moved = replace(
+                moved, active_since=None, progress=replace(job.progress, elapsed_active_seconds=elapsed)
+            )
+        return moved
+
+    def _with_live_progress(self, job: Job) -> Job:
+        """A running job's counters come from the ledger; a finished job's are in its record."""
+        if self._live_progress is None or is_terminal(job.status) or job.progress.total == 0:
+            return job
+        with _store_errors():
+            succeeded, failed = self._live_progress(job.job_id)
+        elapsed = job.progress.elapsed_active_seconds
+        if job.active_since is not None:
+            elapsed += int((self._clock() - job.active_since).total_seconds())
+        return replace(
+            job,
+            progress=replace(
+                job.progress, succeeded=succeeded, failed=failed, elapsed_active_seconds=elapsed
+            ),
         )
 
     def _change(self, appid: str, job_id: str, change: Callable[[Job], Job | None]) -> Job:

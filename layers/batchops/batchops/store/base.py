@@ -7,6 +7,7 @@ is what makes token uniqueness, the active-job limit and status changes atomic.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -95,3 +96,79 @@ class JobStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+# --- The chunk ledger: how work is handed out and each task accounted for exactly once -----------
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    index: int
+    first_ordinal: int
+    task_count: int
+    payload: bytes
+    """The chunk's tasks, encoded by the manifest layer; opaque to the store."""
+
+
+@dataclass(frozen=True)
+class ChunkClaim:
+    """A chunk leased to one worker, to run from ``start`` (tasks before it are accounted for)."""
+
+    appid: str
+    job_id: str
+    chunk: ChunkRecord
+    start: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The outcome of tasks ``start`` to ``end`` (exclusive) of one chunk, recorded exactly once."""
+
+    index: int
+    start: int
+    end: int
+    succeeded: int
+    failed: int
+    results: bytes
+    """The tasks' outcomes, encoded by the engine; opaque to the store."""
+
+
+class ChunkLedger(Protocol):
+    """Chunks of a prepared job, their leases, and the segments that account for their tasks.
+
+    A chunk's tasks are accounted for by a chain of segments: the first starts at 0, each next one
+    where the previous ended. At most one segment starts at any (chunk, start): a worker that
+    finds one already there discards its own outcomes, so a task is never counted twice however
+    often its chunk is delivered, run concurrently, or cut off and run again.
+    """
+
+    def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        """Store chunks of a job being prepared; storing the same chunk again changes nothing."""
+
+    def claim_chunk(self, worker: str, now: float, lease_seconds: float) -> ChunkClaim | None:
+        """Lease the next runnable chunk: of an Active job, highest priority first, not leased or
+        whose lease expired, with tasks left. None when there is nothing to run."""
+
+    def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
+        """Extend a lease this worker holds; False if it lost it."""
+
+    def release_chunk(self, job_id: str, index: int, worker: str) -> None:
+        """Give a lease back (the worker stops early: deadline, cancel)."""
+
+    def record_segment(self, job_id: str, segment: Segment) -> Segment:
+        """Record a segment unless one already starts there; return the one that stands."""
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        """(succeeded, failed) over the job's recorded segments."""
+
+    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+        """Every recorded segment with its chunk, in manifest order."""
+
+    def busy_chunks(self, job_id: str, now: float) -> int:
+        """Chunks of the job leased right now."""
+
+    def drop_chunks(self, job_id: str) -> None:
+        """Forget a finished job's chunks and segments."""
+
+    def jobs_in_status(self, statuses: frozenset[str], limit: int) -> list[tuple[str, str]]:
+        """(appid, job_id) of jobs in any of ``statuses``, of every appid, highest priority first."""

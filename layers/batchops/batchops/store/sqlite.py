@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from batchops.store.base import (
     ActiveLimitReachedError,
+    ChunkClaim,
+    ChunkRecord,
     DuplicateTokenError,
     JobPage,
     JobRecord,
+    Segment,
     StoreUnavailableError,
     UnknownJobError,
     VersionConflictError,
@@ -44,7 +47,30 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_newest_first ON jobs (appid, creation_time DESC, job_id DESC);
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs (appid, active);
+CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    first_ordinal INTEGER NOT NULL,
+    task_count INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS segments (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    results BLOB NOT NULL,
+    PRIMARY KEY (job_id, idx, start)
+);
 """
+_CHUNK_COLUMNS = "c.idx, c.first_ordinal, c.task_count, c.payload"
 _COLUMNS = "appid, job_id, client_request_token, status, priority, creation_time, active, version, body"
 
 
@@ -139,6 +165,124 @@ class SQLiteJobStore:
             ).rowcount
             if deleted != 1:
                 raise VersionConflictError(record.job_id)
+
+    # --- chunk ledger ---------------------------------------------------------------------------
+
+    def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO chunks (job_id, idx, first_ordinal, task_count, payload) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (job_id, idx) DO NOTHING",
+                [(job_id, c.index, c.first_ordinal, c.task_count, c.payload) for c in chunks],
+            )
+
+    def claim_chunk(
+        self, worker: str, now: float, lease_seconds: float, job_status: str = "Active"
+    ) -> ChunkClaim | None:
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT j.appid, j.job_id, {_CHUNK_COLUMNS}, c.next_offset FROM chunks c "  # noqa: S608
+                "JOIN jobs j ON j.job_id = c.job_id "
+                "WHERE j.status = ? AND c.next_offset < c.task_count AND c.lease_until < ? "
+                "ORDER BY j.priority DESC, j.creation_time, c.idx LIMIT 1",
+                (job_status, now),
+            ).fetchone()
+            if row is None:
+                return None
+            appid, job_id, index, first, count, payload, start = row
+            db.execute(
+                "UPDATE chunks SET lease_owner = ?, lease_until = ? WHERE job_id = ? AND idx = ?",
+                (worker, now + lease_seconds, job_id, index),
+            )
+        return ChunkClaim(appid, job_id, ChunkRecord(index, first, count, payload), start)
+
+    def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
+        with self._write() as db:
+            return (
+                db.execute(
+                    "UPDATE chunks SET lease_until = ? WHERE job_id = ? AND idx = ? AND lease_owner = ?",
+                    (until, job_id, index, worker),
+                ).rowcount
+                == 1
+            )
+
+    def release_chunk(self, job_id: str, index: int, worker: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE chunks SET lease_owner = NULL, lease_until = 0 "
+                "WHERE job_id = ? AND idx = ? AND lease_owner = ?",
+                (job_id, index, worker),
+            )
+
+    def record_segment(self, job_id: str, segment: Segment) -> Segment:
+        with self._write() as db:
+            existing = db.execute(
+                "SELECT idx, start, stop, succeeded, failed, results FROM segments "
+                "WHERE job_id = ? AND idx = ? AND start = ?",
+                (job_id, segment.index, segment.start),
+            ).fetchone()
+            if existing is not None:
+                return Segment(*existing)
+            db.execute(
+                "INSERT INTO segments (job_id, idx, start, stop, succeeded, failed, results) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    segment.index,
+                    segment.start,
+                    segment.end,
+                    segment.succeeded,
+                    segment.failed,
+                    segment.results,
+                ),
+            )
+            db.execute(
+                "UPDATE chunks SET next_offset = MAX(next_offset, ?) WHERE job_id = ? AND idx = ?",
+                (segment.end, job_id, segment.index),
+            )
+        return segment
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        with _unavailable_on_error(), self._connection() as db:
+            succeeded, failed = db.execute(
+                "SELECT COALESCE(SUM(succeeded), 0), COALESCE(SUM(failed), 0) FROM segments WHERE job_id = ?",
+                (job_id,),
+            ).fetchone()
+        return int(succeeded), int(failed)
+
+    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+        with _unavailable_on_error(), self._connection() as db:
+            cursor = db.execute(
+                f"SELECT s.idx, s.start, s.stop, s.succeeded, s.failed, s.results, {_CHUNK_COLUMNS} "  # noqa: S608
+                "FROM segments s JOIN chunks c ON c.job_id = s.job_id AND c.idx = s.idx "
+                "WHERE s.job_id = ? ORDER BY s.idx, s.start",
+                (job_id,),
+            )
+            for row in cursor:
+                yield Segment(*row[:6]), ChunkRecord(*row[6:])
+
+    def busy_chunks(self, job_id: str, now: float) -> int:
+        with _unavailable_on_error(), self._connection() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM chunks "
+                "WHERE job_id = ? AND lease_owner IS NOT NULL AND lease_until >= ?",
+                (job_id, now),
+            ).fetchone()
+        return int(count)
+
+    def jobs_in_status(self, statuses: frozenset[str], limit: int) -> list[tuple[str, str]]:
+        with _unavailable_on_error(), self._connection() as db:
+            rows = db.execute(
+                f"SELECT appid, job_id FROM jobs WHERE status IN ({', '.join('?' * len(statuses))}) "  # noqa: S608
+                "ORDER BY priority DESC, creation_time LIMIT ?",
+                (*sorted(statuses), limit),
+            ).fetchall()
+        return [(str(appid), str(job_id)) for appid, job_id in rows]
+
+    def drop_chunks(self, job_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     def close(self) -> None:
         with self._lock:

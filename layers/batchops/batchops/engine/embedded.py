@@ -1,0 +1,138 @@
+"""The in-process dispatcher: worker threads that take work from the SQLite ledger.
+
+Each worker loops over the kinds of work in order of urgency: finish jobs that are ending,
+prepare new jobs, start ready ones, run the highest-priority chunk it can lease, and settle
+active jobs whose chunks are all accounted for. Leases make it safe to run several processes
+on one store, and to restart: a chunk held by a dead worker is taken again when its lease
+expires, and jobs left Preparing by a process that is gone are prepared again at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from functools import partial
+
+from batchops.engine.phases import Engine
+from batchops.jobs.errors import JobStoreUnavailableError
+from batchops.jobs.status import JobStatus
+from batchops.manifest.tasks import ManifestError
+from batchops.store.base import StoreError
+
+log = logging.getLogger(__name__)
+
+_ENDING = frozenset({JobStatus.COMPLETING.value, JobStatus.FAILING.value, JobStatus.CANCELLING.value})
+_BATCH = 32
+_PREPARABLE = frozenset({JobStatus.NEW.value, JobStatus.PREPARING.value})
+PREPARE_RETRY_SECONDS = 5.0
+
+
+class EmbeddedDispatcher:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.ledger = engine.ledger
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy_jobs: set[str] = set()
+        self._lock = threading.Lock()
+        self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._resumed = False
+        self._retry_after: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.resume()
+        for n in range(self.engine.settings.workers):
+            thread = threading.Thread(
+                target=self._loop, args=(f"{self._name}-{n}",), name=f"batchops-worker-{n}"
+            )
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def resume(self) -> None:
+        """Jobs a previous process left Preparing are prepared again (preparing is idempotent)."""
+        if self._resumed:
+            return
+        self._resumed = True
+        for appid, job_id in self.ledger.jobs_in_status(frozenset({JobStatus.PREPARING.value}), 1000):
+            self._exclusively(job_id, partial(self._prepare, appid, job_id))
+
+    def run_until_idle(self) -> None:
+        """Do work in this thread until nothing is left to do now (`batchops run --until-idle`)."""
+        self.resume()
+        worker = f"{self._name}-once"
+        while self.step(worker):
+            pass
+
+    def step(self, worker: str) -> bool:
+        """Do one unit of work; False when there was none."""
+        ledger, engine = self.ledger, self.engine
+        now = engine.clock()
+        for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
+            if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
+                job_id, partial(engine.finalize, appid, job_id)
+            ):
+                return True
+        for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
+            if self._retry_after.get(job_id, 0.0) > now:
+                continue
+            if self._exclusively(job_id, partial(self._prepare, appid, job_id)):
+                return True
+        for appid, job_id in ledger.jobs_in_status(frozenset({JobStatus.READY.value}), 1):
+            engine.activate(appid, job_id)
+            return True
+        claim = ledger.claim_chunk(worker, now, engine.settings.lease_seconds)
+        if claim is not None:
+            engine.run_chunk(claim, worker)
+            return True
+        for appid, job_id in ledger.jobs_in_status(frozenset({JobStatus.ACTIVE.value}), _BATCH):
+            before = engine.service.describe(appid, job_id).status
+            engine.settle(appid, job_id)
+            if engine.service.describe(appid, job_id).status is not before:
+                return True
+        return False
+
+    def _prepare(self, appid: str, job_id: str) -> None:
+        try:
+            self.engine.prepare(appid, job_id)
+        except (ManifestError, StoreError, JobStoreUnavailableError) as exc:
+            # Transient: the manifest or store did not answer. Try again a little later.
+            log.warning("job %s: preparing will be retried: %s", job_id, exc)
+            self._retry_after[job_id] = self.engine.clock() + PREPARE_RETRY_SECONDS
+        else:
+            self._retry_after.pop(job_id, None)
+
+    def _loop(self, worker: str) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.step(worker)
+            except (StoreError, JobStoreUnavailableError) as exc:
+                log.warning("worker %s: store unavailable: %s", worker, exc)
+                worked = False
+            except Exception:
+                log.exception("worker %s: unexpected error; going on", worker)
+                worked = False
+            if not worked:
+                self._stop.wait(self.engine.settings.idle_poll_seconds)
+
+    def _exclusively(self, job_id: str, work: Callable[[], None]) -> bool:
+        """Run ``work`` unless another thread of this process is already working on the job."""
+        with self._lock:
+            if job_id in self._busy_jobs:
+                return False
+            self._busy_jobs.add(job_id)
+        try:
+            work()
+        finally:
+            with self._lock:
+                self._busy_jobs.discard(job_id)
+        return True

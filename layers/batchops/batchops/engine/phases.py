@@ -1,0 +1,292 @@
+"""The three phases of a job, the same whichever dispatcher runs them.
+
+- ``prepare``: New -> Preparing; read the manifest (its ETag pinned), cut it into chunks in the
+  ledger; -> Suspended (confirmation required) or Ready; a manifest that cannot be read fails the
+  job with a FailureReasons entry saying why.
+- ``run_chunk``: run a leased chunk's tasks from where its segments stop; record the outcomes as
+  one segment (exactly once, whatever the redelivery); then ``settle`` the job: Completing when
+  every task is accounted for, Failing past the failure threshold.
+- ``finalize``: write the report from the segments, then Complete, Failed or Cancelled.
+
+Every phase may run again after a crash or a duplicate delivery: prepare stores the same chunks,
+a segment that already stands wins over a rerun, the report overwrites its own keys, and every
+status change is compare-and-set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
+from batchops.engine.settings import EngineSettings
+from batchops.engine.tasks import run_tasks
+from batchops.jobs.errors import JobStateError, NoSuchJobError
+from batchops.jobs.model import Job, JobFailure, ManifestFormat
+from batchops.jobs.service import JobService
+from batchops.jobs.status import JobStatus
+from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks
+from batchops.manifest.csv_manifest import iter_csv_tasks
+from batchops.manifest.inventory import iter_inventory_tasks, parse_inventory_manifest
+from batchops.manifest.resources import parse_bucket, parse_object
+from batchops.manifest.source import inventory_file_opener, open_manifest, read_small_object
+from batchops.manifest.tasks import ManifestError, ManifestTask
+from batchops.report.writer import ReportWriter
+from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, Segment
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+log = logging.getLogger(__name__)
+
+CHUNKS_PER_WRITE = 64
+_FINAL = {
+    JobStatus.COMPLETING: JobStatus.COMPLETE,
+    JobStatus.FAILING: JobStatus.FAILED,
+    JobStatus.CANCELLING: JobStatus.CANCELLED,
+}
+_CSV_FORMATS = frozenset({ManifestFormat.CSV, ManifestFormat.S3_CSV})
+
+
+class Engine:
+    def __init__(
+        self,
+        service: JobService,
+        ledger: ChunkLedger,
+        s3: S3Client,
+        settings: EngineSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.ledger = ledger
+        self.s3 = s3
+        self.settings = settings
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers * settings.task_concurrency)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- prepare --------------------------------------------------------------------------------
+
+    def prepare(self, appid: str, job_id: str) -> None:
+        """Plan a New (or interrupted Preparing) job. Transient manifest errors propagate: retry later."""
+        job = self.service.describe(appid, job_id)
+        if job.status is JobStatus.NEW:
+            try:
+                job = self.service.transition(appid, job_id, JobStatus.PREPARING)
+            except JobStateError:
+                return  # another worker took it, or it was cancelled
+        elif job.status is not JobStatus.PREPARING:
+            return
+        try:
+            total = self._plan(job)
+        except ManifestError as exc:
+            if exc.transient:
+                raise
+            log.info("job %s: manifest refused: %s", job_id, exc)
+            self.ledger.drop_chunks(job_id)
+            with contextlib.suppress(JobStateError):
+                self.service.transition(
+                    appid,
+                    job_id,
+                    JobStatus.FAILED,
+                    reason="Manifest could not be read",
+                    failure=JobFailure(exc.code, str(exc)[:256]),
+                )
+            return
+        target = JobStatus.SUSPENDED if job.spec.confirmation_required else JobStatus.READY
+        reason = "Waiting for confirmation" if target is JobStatus.SUSPENDED else "Prepared"
+        try:
+            self.service.transition(
+                appid, job_id, target, reason=f"{reason}: {total} tasks", total_tasks=total
+            )
+        except JobStateError:
+            # Another preparer finished first (its chunks are these same chunks), or the job was
+            # cancelled meanwhile: only then are the chunks garbage.
+            if self.service.describe(appid, job_id).status is JobStatus.CANCELLED:
+                self.ledger.drop_chunks(job_id)
+
+    def _plan(self, job: Job) -> int:
+        total = 0
+        batch: list[ChunkRecord] = []
+        for chunk in plan_chunks(self._manifest_tasks(job), max_tasks=self.settings.chunk_max_tasks):
+            batch.append(
+                ChunkRecord(chunk.index, chunk.first_ordinal, len(chunk.tasks), encode_chunk(chunk.tasks))
+            )
+            total += len(chunk.tasks)
+            if len(batch) >= CHUNKS_PER_WRITE:
+                self.ledger.put_chunks(job.job_id, batch)
+                batch = []
+        if batch:
+            self.ledger.put_chunks(job.job_id, batch)
+        return total
+
+    def _manifest_tasks(self, job: Job) -> Iterator[ManifestTask]:
+        location = job.spec.manifest.location
+        where = parse_object(location.object_arn)
+        assert where.key is not None
+        if job.spec.manifest.spec.format in _CSV_FORMATS:
+            with open_manifest(
+                self.s3, where.bucket, where.key, location.etag, location.object_version_id
+            ) as body:
+                yield from iter_csv_tasks(body, [f.value for f in job.spec.manifest.spec.fields])
+            return
+        inventory = parse_inventory_manifest(
+            read_small_object(self.s3, where.bucket, where.key, location.etag, location.object_version_id)
+        )
+        yield from iter_inventory_tasks(
+            inventory, inventory_file_opener(self.s3, inventory.destination_bucket)
+        )
+
+    # --- run --------------------------------------------------------------------------------------
+
+    def activate(self, appid: str, job_id: str) -> None:
+        with contextlib.suppress(JobStateError, NoSuchJobError):
+            self.service.transition(appid, job_id, JobStatus.ACTIVE, reason="Running")
+
+    def run_chunk(self, claim: ChunkClaim, worker: str, deadline: float | None = None) -> Segment | None:
+        """Run a leased chunk from ``claim.start``; return the segment that stands for that start."""
+        job = self.service.describe(claim.appid, claim.job_id)
+        if job.status is not JobStatus.ACTIVE:
+            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
+            return None
+        tasks = decode_chunk(claim.chunk.payload)
+        stop = _StopCheck(self, claim, worker, deadline)
+        try:
+            outcomes = run_tasks(
+                self.s3,
+                job.spec.operation,
+                tasks[claim.start :],
+                settings=self.settings,
+                pool=self._pool,
+                should_stop=stop,
+            )
+            standing = None
+            if outcomes:
+                succeeded = sum(o.succeeded for o in outcomes)
+                standing = self.ledger.record_segment(
+                    claim.job_id,
+                    Segment(
+                        index=claim.chunk.index,
+                        start=claim.start,
+                        end=claim.start + len(outcomes),
+                        succeeded=succeeded,
+                        failed=len(outcomes) - succeeded,
+                        results=encode_outcomes(outcomes),
+                    ),
+                )
+        finally:
+            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
+        self.settle(claim.appid, claim.job_id)
+        return standing
+
+    def settle(self, appid: str, job_id: str) -> None:
+        """Move an Active job on when its counts say so: all tasks done, or too many failed."""
+        job = self.service.describe(appid, job_id)
+        if job.status is not JobStatus.ACTIVE:
+            return
+        succeeded, failed = self.ledger.progress(job_id)
+        done = succeeded + failed
+        with contextlib.suppress(JobStateError):
+            if (
+                done >= self.settings.failure_threshold_tasks
+                and failed > done * self.settings.failure_threshold_rate
+            ):
+                rate = f"{failed} of {done} tasks failed"
+                self.service.transition(
+                    appid,
+                    job_id,
+                    JobStatus.FAILING,
+                    reason=f"Failure rate over {self.settings.failure_threshold_rate:.0%}",
+                    failure=JobFailure("TaskFailureRateExceeded", f"{rate}; the job stopped"),
+                )
+            elif done >= job.progress.total:
+                self.service.transition(appid, job_id, JobStatus.COMPLETING, reason="Writing the report")
+
+    # --- finalize ---------------------------------------------------------------------------------
+
+    def finalize(self, appid: str, job_id: str) -> None:
+        """Write the report of a Completing, Failing or Cancelling job and end it."""
+        job = self.service.describe(appid, job_id)
+        final = _FINAL.get(job.status)
+        if final is None:
+            return
+        counts = self.ledger.progress(job_id)
+        failure = None
+        report = job.spec.report
+        if report.enabled and report.bucket is not None:
+            try:
+                self._write_report(job, parse_bucket(report.bucket).bucket)
+            except Exception as exc:  # a report that cannot be written fails the job, visibly
+                log.exception("job %s: report not written", job_id)
+                failure = JobFailure(
+                    "ReportNotWritten", f"The completion report could not be written: {exc}"[:256]
+                )
+                if final is JobStatus.COMPLETE:
+                    final = JobStatus.FAILED
+        reason = {
+            JobStatus.COMPLETE: "Job complete",
+            JobStatus.FAILED: job.status_update_reason or "Job failed",
+            JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
+        }[final]
+        try:
+            self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
+        except JobStateError:
+            return
+        self.ledger.drop_chunks(job_id)
+
+    def _write_report(self, job: Job, bucket: str) -> None:
+        report = job.spec.report
+        with ReportWriter(
+            self.s3,
+            bucket,
+            report.prefix,
+            job.job_id,
+            report.format.value,
+            failed_only=report.scope.value == "FailedTasksOnly",
+        ) as writer:
+            chunk_index, tasks = -1, []
+            for segment, chunk in self.ledger.segments(job.job_id):
+                if chunk.index != chunk_index:
+                    chunk_index, tasks = chunk.index, decode_chunk(chunk.payload)
+                for row in report_rows(tasks, segment.start, decode_outcomes(segment.results)):
+                    writer.add(row)
+            writer.finish()
+
+
+class _StopCheck:
+    """Tells a running chunk to stop: its job left Active, its deadline is near, or its lease was lost.
+
+    Looks at the job at most every ``status_poll_seconds`` and renews the lease on the way.
+    """
+
+    def __init__(self, engine: Engine, claim: ChunkClaim, worker: str, deadline: float | None) -> None:
+        self.engine = engine
+        self.claim = claim
+        self.worker = worker
+        self.deadline = deadline
+        self._next_look = engine.clock() + engine.settings.status_poll_seconds
+        self._stopped = False
+
+    def __call__(self) -> bool:
+        if self._stopped:
+            return True
+        now = self.engine.clock()
+        if self.deadline is not None and now >= self.deadline:
+            self._stopped = True
+        elif now >= self._next_look:
+            self._next_look = now + self.engine.settings.status_poll_seconds
+            job = self.engine.service.describe(self.claim.appid, self.claim.job_id)
+            renewed = self.engine.ledger.renew_lease(
+                self.claim.job_id,
+                self.claim.chunk.index,
+                self.worker,
+                now + self.engine.settings.lease_seconds,
+            )
+            self._stopped = job.status is not JobStatus.ACTIVE or not renewed
+        return self._stopped

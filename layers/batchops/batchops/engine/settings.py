@@ -1,0 +1,32 @@
+"""How the engine runs: concurrency, leases, chunking, retries, the failure threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchops.ops.copy import CopySettings
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    workers: int = 2
+    """Chunks run at once by one process."""
+    task_concurrency: int = 16
+    """Tasks of one chunk in flight at once (the S3 connection pool is sized to match)."""
+    chunk_max_tasks: int = 1000
+    lease_seconds: float = 60.0
+    """A chunk leased by a worker that stops renewing it is handed to another after this long."""
+    transient_retries: int = 3
+    """Extra attempts, with backoff, for a task whose failure is transient (after botocore's own)."""
+    retry_backoff_seconds: float = 1.0
+    failure_threshold_tasks: int = 1000
+    failure_threshold_rate: float = 0.5
+    """Once this many tasks ran, a failure rate above this fails the job (as S3 and COS do)."""
+    status_poll_seconds: float = 1.0
+    """How often a running chunk looks at its job's status (cancel stops it within about this)."""
+    idle_poll_seconds: float = 0.2
+    copy: CopySettings = field(default_factory=CopySettings)
+
+    @property
+    def s3_connections(self) -> int:
+        return self.workers * self.task_concurrency + 4

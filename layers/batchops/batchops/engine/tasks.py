@@ -1,0 +1,100 @@
+"""Run a chunk's tasks for one operation: a bounded window of tasks in flight, in manifest order.
+
+The window keeps results in order, so when the runner is told to stop (deadline, cancel) the
+tasks done form a prefix of the chunk: exactly what a segment records. Transient failures are
+retried with backoff while the runner may go on; what still fails is recorded as failed with
+its error, like any other failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from batchops.engine.settings import EngineSettings
+from batchops.jobs.model import DeleteObject, InitiateRestoreObject, Operation, PutObjectCopy
+from batchops.manifest.resources import MAX_KEY_BYTES
+from batchops.manifest.tasks import ManifestTask
+from batchops.ops.copy import copy_task
+from batchops.ops.delete import MAX_KEYS_PER_REQUEST, delete_tasks
+from batchops.ops.outcome import TaskOutcome, failure
+from batchops.ops.restore import restore_task
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+ShouldStop = Callable[[], bool]
+
+
+def run_tasks(
+    s3: S3Client,
+    op: Operation,
+    tasks: Sequence[ManifestTask],
+    *,
+    settings: EngineSettings,
+    pool: ThreadPoolExecutor,
+    should_stop: ShouldStop,
+) -> list[TaskOutcome]:
+    """Outcomes of a prefix of ``tasks`` (all of them unless told to stop)."""
+    if isinstance(op, DeleteObject):
+        return _run_deletes(s3, tasks, settings, should_stop)
+
+    def one(task: ManifestTask) -> TaskOutcome:
+        return _with_retries(lambda: _run_one(s3, op, task, settings), settings, should_stop)
+
+    window: deque[Future[TaskOutcome]] = deque()
+    outcomes: list[TaskOutcome] = []
+    for task in tasks:
+        if should_stop():
+            break
+        while len(window) >= settings.task_concurrency:
+            outcomes.append(window.popleft().result())
+        window.append(pool.submit(one, task))
+    outcomes.extend(future.result() for future in window)
+    return outcomes
+
+
+def _run_one(s3: S3Client, op: Operation, task: ManifestTask, settings: EngineSettings) -> TaskOutcome:
+    if len(task.key.encode()) > MAX_KEY_BYTES:
+        return failure(400, "KeyTooLongError", f"the key is longer than {MAX_KEY_BYTES} bytes")
+    if isinstance(op, PutObjectCopy):
+        return copy_task(s3, task.bucket, task.key, task.version_id, op, settings=settings.copy)
+    if isinstance(op, InitiateRestoreObject):
+        return restore_task(s3, task.bucket, task.key, task.version_id, op)
+    raise TypeError(f"not a per-object operation: {op!r}")
+
+
+def _with_retries(
+    attempt: Callable[[], TaskOutcome], settings: EngineSettings, should_stop: ShouldStop
+) -> TaskOutcome:
+    outcome = attempt()
+    for retry in range(settings.transient_retries):
+        if outcome.succeeded or not outcome.transient or should_stop():
+            break
+        time.sleep(settings.retry_backoff_seconds * 2**retry)
+        outcome = attempt()
+    return outcome
+
+
+def _run_deletes(
+    s3: S3Client, tasks: Sequence[ManifestTask], settings: EngineSettings, should_stop: ShouldStop
+) -> list[TaskOutcome]:
+    outcomes: list[TaskOutcome] = []
+    for start in range(0, len(tasks), MAX_KEYS_PER_REQUEST):
+        if should_stop():
+            break
+        batch = tasks[start : start + MAX_KEYS_PER_REQUEST]
+        results = delete_tasks(s3, [(t.bucket, t.key, t.version_id) for t in batch])
+        for retry in range(settings.transient_retries):
+            again = [i for i, o in enumerate(results) if o.transient]
+            if not again or should_stop():
+                break
+            time.sleep(settings.retry_backoff_seconds * 2**retry)
+            redone = delete_tasks(s3, [(batch[i].bucket, batch[i].key, batch[i].version_id) for i in again])
+            for i, outcome in zip(again, redone, strict=True):
+                results[i] = outcome
+        outcomes.extend(results)
+    return outcomes

@@ -1,0 +1,327 @@
+"""Jobs run end to end in embedded mode: CreateJob over HTTP, workers on the SQLite ledger, a moto
+S3 server over HTTP, DescribeJob polled to the end, the report read back row by row."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+import boto3
+import pytest
+from botocore.config import Config
+from lxml import etree
+
+from batchops.api.routes import JobsApi
+from batchops.cli.main import local_service
+from batchops.cli.server import make_server, serve_in_thread
+from batchops.engine.embedded import EmbeddedDispatcher
+from batchops.engine.phases import Engine
+from batchops.engine.settings import EngineSettings
+from batchops.store.sqlite import SQLiteJobStore
+from tests.conftest import new_bucket
+from tests.helpers import Reply, call
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+AWKWARD_KEYS = [
+    "plain.txt",
+    "with space.txt",
+    "plus+sign.txt",
+    "percent%41.txt",
+    "literal%2B.txt",
+    "unicode-\u4e2d\u6587-caf\u00e9.txt",
+    "comma,in,key.txt",
+    'quote"in"key.txt',
+    "/leading-slash.txt",
+    "dir/sub/deep.txt",
+]
+
+
+@dataclass
+class Service:
+    url: str
+    s3: S3Client
+    store: SQLiteJobStore
+    dispatcher: EmbeddedDispatcher
+
+    def create(self, body: bytes) -> str:
+        reply = call(self.url, "POST", "/jobs", body=body)
+        assert reply.status == 200, reply.body
+        job_id = reply.xml.findtext("JobId")
+        assert job_id
+        return job_id
+
+    def describe(self, job_id: str) -> etree._Element:
+        reply = call(self.url, "GET", f"/jobs/{job_id}")
+        assert reply.status == 200, reply.body
+        job = reply.xml.find("Job")
+        assert job is not None
+        return job
+
+    def wait(self, job_id: str, *statuses: str, timeout: float = 60) -> etree._Element:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.describe(job_id)
+            if job.findtext("Status") in statuses:
+                return job
+            assert time.monotonic() < deadline, f"job stuck in {job.findtext('Status')}"
+            time.sleep(0.05)
+
+    def status(self, job_id: str, requested: str) -> Reply:
+        return call(self.url, "POST", f"/jobs/{job_id}/status?requestedJobStatus={requested}")
+
+
+def engine_settings(**overrides: Any) -> EngineSettings:
+    return replace(
+        EngineSettings(
+            workers=2,
+            task_concurrency=8,
+            idle_poll_seconds=0.02,
+            status_poll_seconds=0.1,
+            retry_backoff_seconds=0.01,
+        ),
+        **overrides,
+    )
+
+
+@pytest.fixture
+def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[tuple[Any, ...]] = []
+
+    def start(settings: EngineSettings | None = None, workers_started: bool = True) -> Service:
+        store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db")
+        config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+        s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+        service = local_service(store, max_active_jobs=100)
+        engine = Engine(service, store, s3, settings or engine_settings())
+        dispatcher = EmbeddedDispatcher(engine)
+        server = make_server(JobsApi(service), "127.0.0.1", 0)
+        thread = serve_in_thread(server)
+        if workers_started:
+            dispatcher.start()
+        started.append((server, thread, dispatcher, engine, store))
+        return Service(server.url, s3, store, dispatcher)
+
+    yield start
+    for server, thread, dispatcher, engine, store in started:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        dispatcher.stop()
+        engine.close()
+        store.close()
+
+
+def csv_manifest(tasks: list[tuple[str, str]]) -> bytes:
+    """A COSBatchOperations_CSV_V1 manifest: keys URL-encoded as S3 Inventory writes them."""
+    from urllib.parse import quote_plus
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for bucket, key in tasks:
+        writer.writerow([bucket, quote_plus(key, safe="/")])
+    return out.getvalue().encode()
+
+
+def put_manifest(s3: S3Client, bucket: str, key: str, body: bytes) -> str:
+    return s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
+
+
+def request(
+    manifest_bucket: str,
+    manifest_key: str,
+    etag: str,
+    operation: str,
+    report_bucket: str,
+    *,
+    token: str = "t-1",
+    fields: tuple[str, ...] = ("Bucket", "Key"),
+    fmt: str = "COSBatchOperations_CSV_V1",
+    scope: str = "AllTasks",
+    priority: int = 10,
+    confirm: bool = False,
+) -> bytes:
+    members = "".join(f"<member>{f}</member>" for f in fields)
+    spec_fields = f"<Fields>{members}</Fields>" if fields else ""
+    return f"""<CreateJobRequest><ClientRequestToken>{token}</ClientRequestToken>
+<ConfirmationRequired>{str(confirm).lower()}</ConfirmationRequired><Description>e2e</Description>
+<Manifest><Location><ETag>{etag}</ETag><ObjectArn>arn:aws:s3:::{manifest_bucket}/{manifest_key}</ObjectArn></Location>
+<Spec>{spec_fields}<Format>{fmt}</Format></Spec></Manifest>
+<Operation>{operation}</Operation><Priority>{priority}</Priority>
+<Report><Bucket>arn:aws:s3:::{report_bucket}</Bucket><Enabled>true</Enabled><Format>Report_CSV_V1</Format>
+<Prefix>reports</Prefix><ReportScope>{scope}</ReportScope></Report>
+<RoleArn>arn:aws:iam::123456789012:role/batch</RoleArn></CreateJobRequest>""".encode()
+
+
+def read_report(s3: S3Client, bucket: str, job_id: str) -> tuple[dict[str, Any], dict[str, list[list[str]]]]:
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
+    )
+    rows: dict[str, list[list[str]]] = {}
+    for result in manifest["Results"]:
+        body = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read()
+        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
+        rows[result["TaskExecutionStatus"]] = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    return manifest, rows
+
+
+def test_copy_job_end_to_end_with_awkward_keys(make_service: Callable[..., Service]) -> None:
+    # GIVEN objects with awkward keys and a CSV manifest naming them (and one missing object)
+    svc = make_service()
+    src, dst, reports = new_bucket(svc.s3), new_bucket(svc.s3), new_bucket(svc.s3)
+    for key in AWKWARD_KEYS:
+        svc.s3.put_object(Bucket=src, Key=key, Body=key.encode(), Metadata={"k": "v"}, Tagging="t=1")
+    # moto's server cannot store a key with a newline (its router answers 404 to %0A), so that
+    # key goes through as a failing task: it still reaches S3 exactly and is reported back exactly
+    newline = 'new\nline, "quoted".txt'
+    tasks = [(src, key) for key in [*AWKWARD_KEYS, "missing.txt", newline]]
+    etag = put_manifest(svc.s3, src, "manifests/m.csv", csv_manifest(tasks))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource><StorageClass>STANDARD_IA</StorageClass></COSPutObjectCopy>"
+    # WHEN the job is created over HTTP
+    job_id = svc.create(request(src, "manifests/m.csv", etag, copy, reports))
+    job = svc.wait(job_id, "Complete", "Failed")
+    # THEN it completes with every task accounted for
+    assert job.findtext("Status") == "Complete", etree.tostring(job)
+    assert job.findtext("ProgressSummary/TotalNumberOfTasks") == str(len(tasks))
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == str(len(AWKWARD_KEYS))
+    assert job.findtext("ProgressSummary/NumberOfTasksFailed") == "2"
+    assert job.findtext("TerminationDate")
+    # AND each object is copied, with its attributes and the storage class asked for
+    for key in AWKWARD_KEYS:
+        got = svc.s3.get_object(Bucket=dst, Key=key)
+        assert got["Body"].read() == key.encode()
+        assert got["Metadata"] == {"k": "v"}
+        assert got["StorageClass"] == "STANDARD_IA"
+    # AND the report has one row per task, keys encoded so they decode back
+    manifest, rows = read_report(svc.s3, reports, job_id)
+    assert manifest["Format"] == "Report_CSV_V1"
+    assert (
+        manifest["ReportSchema"]
+        == "Bucket, Key, VersionId, TaskStatus, HTTPStatusCode, ErrorCode, ResultMessage"
+    )
+    succeeded = {unquote_plus(r[1]): r for r in rows["succeeded"]}
+    assert set(succeeded) == set(AWKWARD_KEYS)
+    assert all(r[3:6] == ["succeeded", "200", ""] for r in succeeded.values())
+    failed = {unquote_plus(r[1]): r for r in rows["failed"]}
+    assert failed["missing.txt"][:6] == [src, "missing.txt", "", "failed", "404", "NoSuchKey"]
+    assert failed[newline][:5] == [src, failed[newline][1], "", "failed", "404"]
+
+
+def test_delete_job_with_failed_tasks_only_report(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    bucket, reports = new_bucket(svc.s3), new_bucket(svc.s3)
+    keys = [f"logs/{n:04d}.log" for n in range(25)]
+    for key in keys:
+        svc.s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    etag = put_manifest(svc.s3, reports, "m.csv", csv_manifest([(bucket, k) for k in keys]))
+    job_id = svc.create(
+        request(reports, "m.csv", etag, "<COSDeleteObject/>", reports, scope="FailedTasksOnly")
+    )
+    job = svc.wait(job_id, "Complete", "Failed")
+    assert job.findtext("Status") == "Complete"
+    assert svc.s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    manifest, rows = read_report(svc.s3, reports, job_id)
+    assert (manifest["Results"], rows) == ([], {})  # no failed task, and succeeded rows are left out
+
+
+def test_restore_job(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    bucket, reports = new_bucket(svc.s3), new_bucket(svc.s3)
+    svc.s3.put_object(Bucket=bucket, Key="cold-1", Body=b"x", StorageClass="GLACIER")
+    svc.s3.put_object(Bucket=bucket, Key="cold-2", Body=b"x", StorageClass="DEEP_ARCHIVE")
+    svc.s3.put_object(Bucket=bucket, Key="warm", Body=b"x")
+    etag = put_manifest(
+        svc.s3, reports, "m.csv", csv_manifest([(bucket, "cold-1"), (bucket, "cold-2"), (bucket, "warm")])
+    )
+    op = "<COSInitiateRestoreObject><ExpirationInDays>3</ExpirationInDays><JobTier>Standard</JobTier></COSInitiateRestoreObject>"
+    job_id = svc.create(request(reports, "m.csv", etag, op, reports))
+    job = svc.wait(job_id, "Complete", "Failed")
+    assert (
+        job.findtext("ProgressSummary/NumberOfTasksSucceeded"),
+        job.findtext("ProgressSummary/NumberOfTasksFailed"),
+    ) == ("2", "1")
+    assert 'ongoing-request="false"' in svc.s3.head_object(Bucket=bucket, Key="cold-1")["Restore"]
+    _, rows = read_report(svc.s3, reports, job_id)
+    assert rows["failed"][0][:6] == [bucket, "warm", "", "failed", "403", "InvalidObjectState"]
+
+
+def test_inventory_manifest_job(make_service: Callable[..., Service]) -> None:
+    # GIVEN an S3 inventory (manifest.json + gzip CSV data files) of a versioned bucket
+    svc = make_service()
+    src, dst, inv = new_bucket(svc.s3, versioned=True), new_bucket(svc.s3), new_bucket(svc.s3)
+    lines = []
+    for n in range(30):
+        key = f"data/file {n}+x.bin"
+        version = svc.s3.put_object(Bucket=src, Key=key, Body=str(n).encode())["VersionId"]
+        lines.append(
+            f'"{src}","{key.replace(" ", "+").replace("+x", "%2Bx")}","{version}","true","false","1"'
+        )
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    svc.s3.put_object(Bucket=inv, Key="inv/data/part-1.csv.gz", Body=data)
+    inventory = {
+        "sourceBucket": src,
+        "destinationBucket": f"arn:aws:s3:::{inv}",
+        "version": "2016-11-30",
+        "creationTimestamp": "1514944800000",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size",
+        "files": [
+            {"key": "inv/data/part-1.csv.gz", "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}
+        ],
+    }
+    etag = put_manifest(svc.s3, inv, "inv/2026-11-24T00-00Z/manifest.json", json.dumps(inventory).encode())
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    body = request(
+        inv,
+        "inv/2026-11-24T00-00Z/manifest.json",
+        etag,
+        copy,
+        inv,
+        fields=(),
+        fmt="S3InventoryReport_CSV_20161130",
+    )
+    # WHEN it runs
+    job = svc.wait(svc.create(body), "Complete", "Failed")
+    # THEN every version was copied
+    assert job.findtext("Status") == "Complete", etree.tostring(job)
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "30"
+    assert svc.s3.get_object(Bucket=dst, Key="data/file 7+x.bin")["Body"].read() == b"7"
+
+
+def test_etag_mismatch_fails_the_job_saying_so(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    bucket = new_bucket(svc.s3)
+    put_manifest(svc.s3, bucket, "m.csv", csv_manifest([(bucket, "a")]))
+    job_id = svc.create(
+        request(bucket, "m.csv", '"0123456789abcdef0123456789abcdef"', "<COSDeleteObject/>", bucket)
+    )
+    job = svc.wait(job_id, "Failed")
+    assert job.findtext("FailureReasons/JobFailure/FailureCode") == "ManifestETagMismatch"
+    assert "0123456789abcdef0123456789abcdef" in (
+        job.findtext("FailureReasons/JobFailure/FailureReason") or ""
+    )
+
+
+def test_confirmation_then_run(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    bucket = new_bucket(svc.s3)
+    svc.s3.put_object(Bucket=bucket, Key="a", Body=b"x")
+    etag = put_manifest(svc.s3, bucket, "m.csv", csv_manifest([(bucket, "a")]))
+    job_id = svc.create(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket, confirm=True))
+    job = svc.wait(job_id, "Suspended")
+    assert job.findtext("ProgressSummary/TotalNumberOfTasks") == "1"
+    time.sleep(0.3)
+    assert svc.describe(job_id).findtext("Status") == "Suspended"  # nothing runs unconfirmed
+    assert "Contents" in svc.s3.list_objects_v2(Bucket=bucket, Prefix="a")
+    assert svc.status(job_id, "Ready").xml.findtext("Status") == "Ready"
+    assert svc.wait(job_id, "Complete").findtext("ProgressSummary/NumberOfTasksSucceeded") == "1"
