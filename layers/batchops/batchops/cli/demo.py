@@ -105,8 +105,9 @@ def _walkthrough(client: JobsClient) -> None:
     client.delete_job(job_id)
     print(tables.job_list(client.list_jobs().root))
     print(
-        "\nJobs stay New until the execution engine runs them (it is being built);"
-        " the CLI twin of every call above is `batchops jobs ...`."
+        "\nThis demo serves the API only, so its jobs stay New; `batchops serve` also runs jobs with"
+        " in-process workers against any S3 endpoint (see README). The CLI twin of every call above"
+        " is `batchops jobs ...`."
     )
 
 
