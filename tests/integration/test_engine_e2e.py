@@ -104,7 +104,7 @@ def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., S
         s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
         service = local_service(store, max_active_jobs=100)
         engine = Engine(service, store, s3, settings or engine_settings())
-        dispatcher = EmbeddedDispatcher(engine)
+        dispatcher = EmbeddedDispatcher(engine, store)
         server = make_server(JobsApi(service), "127.0.0.1", 0)
         thread = serve_in_thread(server)
         if workers_started:
@@ -325,3 +325,153 @@ def test_confirmation_then_run(make_service: Callable[..., Service]) -> None:
     assert "Contents" in svc.s3.list_objects_v2(Bucket=bucket, Prefix="a")
     assert svc.status(job_id, "Ready").xml.findtext("Status") == "Ready"
     assert svc.wait(job_id, "Complete").findtext("ProgressSummary/NumberOfTasksSucceeded") == "1"
+
+
+def test_failure_threshold_fails_the_job_and_still_reports(make_service: Callable[..., Service]) -> None:
+    # GIVEN 1,200 tasks whose sources do not exist, in chunks of 100
+    svc = make_service(engine_settings(chunk_max_tasks=100, workers=2, task_concurrency=16))
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"gone/{n}") for n in range(1200)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    # WHEN the job runs
+    job = svc.wait(svc.create(request(src, "m.csv", etag, copy, src)), "Failed", "Complete")
+    # THEN it fails once 1,000 tasks ran, saying why, and its report holds what ran
+    assert job.findtext("Status") == "Failed"
+    assert job.findtext("FailureReasons/JobFailure/FailureCode") == "TaskFailureRateExceeded"
+    failed = int(job.findtext("ProgressSummary/NumberOfTasksFailed") or 0)
+    assert 1000 <= failed <= 1200
+    _, rows = read_report(svc.s3, src, job.findtext("JobId") or "")
+    assert len(rows["failed"]) == failed
+    assert len({r[1] for r in rows["failed"]}) == failed  # one row per task
+
+
+def slow_copies(svc: Service, seconds: float) -> None:
+    from tests.faults import inject
+
+    def delay(_request: object, _count: int) -> None:
+        time.sleep(seconds)
+
+    inject(svc.s3, "CopyObject", delay)
+
+
+def test_cancel_stops_a_running_job_and_reports_what_ran(make_service: Callable[..., Service]) -> None:
+    # GIVEN a job of 400 slow copies
+    svc = make_service(engine_settings(chunk_max_tasks=50, workers=2, task_concurrency=2))
+    slow_copies(svc, 0.02)
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(400):
+        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n}") for n in range(400)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    job_id = svc.create(request(src, "m.csv", etag, copy, src))
+    # WHEN it is cancelled while running
+    deadline = time.monotonic() + 30
+    while int(svc.describe(job_id).findtext("ProgressSummary/NumberOfTasksSucceeded") or 0) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert svc.status(job_id, "Cancelled").xml.findtext("Status") == "Cancelling"
+    job = svc.wait(job_id, "Cancelled", timeout=10)
+    # THEN it stopped early, and counters, report rows and copies agree
+    succeeded = int(job.findtext("ProgressSummary/NumberOfTasksSucceeded") or 0)
+    assert 0 < succeeded < 400
+    _, rows = read_report(svc.s3, src, job_id)
+    assert len(rows["succeeded"]) == succeeded
+    copied = svc.s3.list_objects_v2(Bucket=dst).get("KeyCount", 0)
+    assert succeeded <= copied <= succeeded + 2 * 2  # at most the tasks in flight when it stopped
+
+
+def test_higher_priority_jobs_run_first(make_service: Callable[..., Service]) -> None:
+    # GIVEN two jobs created while no worker runs, the second with the higher priority
+    svc = make_service(
+        engine_settings(chunk_max_tasks=5, workers=1, task_concurrency=1), workers_started=False
+    )
+    bucket = new_bucket(svc.s3)
+    from tests.faults import count_only, inject
+
+    seen = inject(svc.s3, "DeleteObjects", count_only())
+    ids = []
+    for name, priority in (("low", 1), ("high", 100)):
+        etag = put_manifest(
+            svc.s3, bucket, f"{name}.csv", csv_manifest([(bucket, f"{name}/{n}") for n in range(20)])
+        )
+        ids.append(
+            svc.create(
+                request(
+                    bucket, f"{name}.csv", etag, "<COSDeleteObject/>", bucket, token=name, priority=priority
+                )
+            )
+        )
+    # WHEN the workers run
+    svc.dispatcher.run_until_idle()
+    # THEN every chunk of the high-priority job ran before any of the low one
+    order = [b"high/" in (r.body or b"") for r in seen.seen]
+    assert order == [True] * 4 + [False] * 4
+    assert [svc.describe(i).findtext("Status") for i in ids] == ["Complete", "Complete"]
+
+
+def test_duplicate_and_concurrent_chunk_delivery_count_once(make_service: Callable[..., Service]) -> None:
+    # GIVEN a prepared, active job of one chunk
+    svc = make_service(engine_settings(chunk_max_tasks=50), workers_started=False)
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(30):
+        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n}") for n in range(30)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    job_id = svc.create(request(src, "m.csv", etag, copy, src))
+    engine = svc.dispatcher.engine
+    engine.prepare("1250000000", job_id)
+    engine.activate("1250000000", job_id)
+    claim = svc.store.claim_chunk("w1", time.time(), 60)
+    assert claim is not None
+    # WHEN the same chunk is run by three workers at once, then delivered again
+    import threading
+
+    threads = [threading.Thread(target=engine.run_chunk, args=(claim, f"w{n}")) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.run_chunk(claim, "w9")
+    # AND the workers then carry on from wherever the standing segments stop
+    svc.dispatcher.run_until_idle()
+    # THEN the tasks are counted once, and the report has one row each
+    job = svc.describe(job_id)
+    assert (job.findtext("Status"), job.findtext("ProgressSummary/NumberOfTasksSucceeded")) == (
+        "Complete",
+        "30",
+    )
+    _, rows = read_report(svc.s3, src, job_id)
+    assert sorted(r[1] for r in rows["succeeded"]) == sorted(f"k{n}" for n in range(30))
+
+
+def test_a_report_fed_back_as_a_manifest_retries_the_failed_tasks(
+    make_service: Callable[..., Service],
+) -> None:
+    # GIVEN a copy job whose report lists failed tasks (their sources were missing)
+    svc = make_service()
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    keys = ["ok 1", "late+2", "late%3"]
+    svc.s3.put_object(Bucket=src, Key="ok 1", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, k) for k in keys]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    first = svc.wait(svc.create(request(src, "m.csv", etag, copy, src, token="first")), "Complete")
+    manifest, _ = read_report(svc.s3, src, first.findtext("JobId") or "")
+    (failed_result,) = [r for r in manifest["Results"] if r["TaskExecutionStatus"] == "failed"]
+    # WHEN the missing objects appear and the failed-results file is the next job's manifest
+    for key in ("late+2", "late%3"):
+        svc.s3.put_object(Bucket=src, Key=key, Body=b"y")
+    report_etag = svc.s3.head_object(Bucket=src, Key=failed_result["Key"])["ETag"]
+    retry = request(
+        src,
+        failed_result["Key"],
+        report_etag,
+        copy,
+        src,
+        token="retry",
+        fields=("Bucket", "Key", "VersionId", "Ignore", "Ignore", "Ignore", "Ignore"),
+    )
+    second = svc.wait(svc.create(retry), "Complete")
+    # THEN exactly the failed tasks ran, and succeeded
+    assert second.findtext("ProgressSummary/TotalNumberOfTasks") == "2"
+    assert second.findtext("ProgressSummary/NumberOfTasksSucceeded") == "2"
+    assert svc.s3.get_object(Bucket=dst, Key="late%3")["Body"].read() == b"y"

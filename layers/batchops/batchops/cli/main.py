@@ -45,7 +45,7 @@ def local_dispatcher(store: SQLiteJobStore, settings: LocalSettings) -> Embedded
     """In-process workers on the SQLite store, acting on the S3 endpoint boto3 is configured for."""
     s3 = s3_client(settings.engine.s3_connections, settings.s3_addressing_style)
     engine = Engine(local_service(store, settings.max_active_jobs), store, s3, settings.engine)
-    return EmbeddedDispatcher(engine)
+    return EmbeddedDispatcher(engine, store)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

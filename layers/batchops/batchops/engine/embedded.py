@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from batchops.engine.phases import Engine
 from batchops.jobs.errors import JobStoreUnavailableError
 from batchops.jobs.status import JobStatus
 from batchops.manifest.tasks import ManifestError
-from batchops.store.base import StoreError
+from batchops.store.base import StoreError, WorkerLedger
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,15 @@ PREPARE_RETRY_SECONDS = 5.0
 
 
 class EmbeddedDispatcher:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ledger: WorkerLedger) -> None:
         self.engine = engine
-        self.ledger = engine.ledger
+        self.ledger = ledger
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy_jobs: set[str] = set()
         self._lock = threading.Lock()
-        self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # host:pid:nonce, so that a restarted process on this host can tell a dead owner's leases
+        self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._resumed = False
         self._retry_after: dict[str, float] = {}
 
@@ -59,10 +61,18 @@ class EmbeddedDispatcher:
         self._threads.clear()
 
     def resume(self) -> None:
-        """Jobs a previous process left Preparing are prepared again (preparing is idempotent)."""
+        """Take over what a process that is gone left behind.
+
+        Leases held by a dead process of this host are released at once rather than after they
+        expire; jobs left Preparing are prepared again (preparing is idempotent).
+        """
         if self._resumed:
             return
         self._resumed = True
+        for owner in self.ledger.lease_owners(self.engine.clock()):
+            if _dead_here(owner):
+                log.info("releasing the leases of %s, which is gone", owner)
+                self.ledger.release_leases_of(owner)
         for appid, job_id in self.ledger.jobs_in_status(frozenset({JobStatus.PREPARING.value}), 1000):
             self._exclusively(job_id, partial(self._prepare, appid, job_id))
 
@@ -136,3 +146,21 @@ class EmbeddedDispatcher:
             with self._lock:
                 self._busy_jobs.discard(job_id)
         return True
+
+
+def _dead_here(owner: str) -> bool:
+    """True if ``owner`` (host:pid:nonce-worker) names a process of this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isascii() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

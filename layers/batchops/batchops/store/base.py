@@ -170,5 +170,15 @@ class ChunkLedger(Protocol):
     def drop_chunks(self, job_id: str) -> None:
         """Forget a finished job's chunks and segments."""
 
+
+class WorkerLedger(ChunkLedger, Protocol):
+    """What in-process workers also need: finding work by job status, and leases by owner."""
+
+    def lease_owners(self, now: float) -> list[str]:
+        """Workers holding a lease that has not expired."""
+
+    def release_leases_of(self, owner: str) -> int:
+        """Give back every lease ``owner`` holds; how many there were."""
+
     def jobs_in_status(self, statuses: frozenset[str], limit: int) -> list[tuple[str, str]]:
         """(appid, job_id) of jobs in any of ``statuses``, of every appid, highest priority first."""

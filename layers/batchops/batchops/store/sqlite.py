@@ -270,6 +270,22 @@ class SQLiteJobStore:
             ).fetchone()
         return int(count)
 
+    def lease_owners(self, now: float) -> list[str]:
+        """Workers holding a lease that has not expired."""
+        with _unavailable_on_error(), self._connection() as db:
+            rows = db.execute(
+                "SELECT DISTINCT lease_owner FROM chunks WHERE lease_owner IS NOT NULL AND lease_until >= ?",
+                (now,),
+            ).fetchall()
+        return [str(owner) for (owner,) in rows]
+
+    def release_leases_of(self, owner: str) -> int:
+        """Give back every lease ``owner`` holds (it is known to be gone); how many there were."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE chunks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?", (owner,)
+            ).rowcount
+
     def jobs_in_status(self, statuses: frozenset[str], limit: int) -> list[tuple[str, str]]:
         with _unavailable_on_error(), self._connection() as db:
             rows = db.execute(
