@@ -145,9 +145,11 @@ class ChunkLedger(Protocol):
     def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
         """Store chunks of a job being prepared; storing the same chunk again changes nothing."""
 
-    def claim_chunk(self, worker: str, now: float, lease_seconds: float) -> ChunkClaim | None:
-        """Lease the next runnable chunk: of an Active job, highest priority first, not leased or
-        whose lease expired, with tasks left. None when there is nothing to run."""
+    def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        """One chunk of a job, or None if the job has no such chunk (any more)."""
+
+    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
+        """Mark a chunk as being run by ``worker`` until ``until`` (a delivered chunk's lease)."""
 
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         """Extend a lease this worker holds; False if it lost it."""
@@ -157,6 +159,9 @@ class ChunkLedger(Protocol):
 
     def record_segment(self, job_id: str, segment: Segment) -> Segment:
         """Record a segment unless one already starts there; return the one that stands."""
+
+    def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
+        """The segment that starts at ``start`` of chunk ``index``, if one was recorded."""
 
     def progress(self, job_id: str) -> tuple[int, int]:
         """(succeeded, failed) over the job's recorded segments."""
@@ -173,6 +178,10 @@ class ChunkLedger(Protocol):
 
 class WorkerLedger(ChunkLedger, Protocol):
     """What in-process workers also need: finding work by job status, and leases by owner."""
+
+    def claim_chunk(self, worker: str, now: float, lease_seconds: float) -> ChunkClaim | None:
+        """Lease the next runnable chunk: of an Active job, highest priority first, not leased or
+        whose lease expired, with tasks left. None when there is nothing to run."""
 
     def lease_owners(self, now: float) -> list[str]:
         """Workers holding a lease that has not expired."""

@@ -167,7 +167,7 @@ class DynamoDBJobStore:
                 k: v for k, v in self._job_item(after).items() if k in ("pk", "sk", "gsi1pk", "gsi1sk")
             }
         found: list[JobRecord] = []
-        with _unavailable_on_error():
+        with unavailable_on_error():
             while len(found) <= limit:
                 page = self._client.query(**query)
                 found.extend(_record(item) for item in page.get("Items", []) if self._live(item))
@@ -233,7 +233,7 @@ class DynamoDBJobStore:
     def _release_token(self, appid: str, token: str, job_id: str) -> None:
         """Delete the token's claim if ``job_id`` still holds it (never another job's claim)."""
         try:
-            with _unavailable_on_error():
+            with unavailable_on_error():
                 self._client.delete_item(
                     TableName=self._table,
                     Key=_token_key(appid, token),
@@ -271,7 +271,7 @@ class DynamoDBJobStore:
         }
 
     def _get(self, key: Item) -> Item | None:
-        with _unavailable_on_error():
+        with unavailable_on_error():
             response = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
         return response.get("Item")
 
@@ -283,7 +283,7 @@ class DynamoDBJobStore:
         """
         for _ in range(MAX_TRANSACTION_ATTEMPTS):
             try:
-                with _unavailable_on_error():
+                with unavailable_on_error():
                     self._client.transact_write_items(TransactItems=actions)
                 return None
             except ClientError as exc:
@@ -299,7 +299,7 @@ class DynamoDBJobStore:
 
 
 @contextmanager
-def _unavailable_on_error() -> Iterator[None]:
+def unavailable_on_error() -> Iterator[None]:
     try:
         yield
     except ClientError as exc:

@@ -196,6 +196,21 @@ class SQLiteJobStore:
             )
         return ChunkClaim(appid, job_id, ChunkRecord(index, first, count, payload), start)
 
+    def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        with _unavailable_on_error(), self._connection() as db:
+            row = db.execute(
+                "SELECT idx, first_ordinal, task_count, payload FROM chunks WHERE job_id = ? AND idx = ?",
+                (job_id, index),
+            ).fetchone()
+        return None if row is None else ChunkRecord(*row)
+
+    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE chunks SET lease_owner = ?, lease_until = ? WHERE job_id = ? AND idx = ?",
+                (worker, until, job_id, index),
+            )
+
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         with self._write() as db:
             return (
@@ -241,6 +256,15 @@ class SQLiteJobStore:
                 (segment.end, job_id, segment.index),
             )
         return segment
+
+    def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
+        with _unavailable_on_error(), self._connection() as db:
+            row = db.execute(
+                "SELECT idx, start, stop, succeeded, failed, results FROM segments "
+                "WHERE job_id = ? AND idx = ? AND start = ?",
+                (job_id, index, start),
+            ).fetchone()
+        return None if row is None else Segment(*row)
 
     def progress(self, job_id: str) -> tuple[int, int]:
         with _unavailable_on_error(), self._connection() as db:

@@ -1,0 +1,265 @@
+"""The chunk ledger in DynamoDB (deployed mode), in the jobs table beside the jobs.
+
+=====================================  ============================  =================================
+pk                                     sk                            holds
+=====================================  ============================  =================================
+``LEDGER#<job_id>``                    ``CHUNK#<index>``             first_ordinal, task_count, payload
+``LEDGER#<job_id>``                    ``SEG#<index>#<start>``       end, succeeded, failed, results
+``LEDGER#<job_id>``                    ``HOLD#<index>``              worker, until: the chunk is running
+``PROGRESS#<job_id>#<shard>``          ``PROGRESS``                  succeeded, failed (ADD)
+=====================================  ============================  =================================
+
+Indexes and starts are zero-padded so that sort-key order is manifest order. A segment is a put
+conditioned on its absence, in one transaction with the ADD to its progress shard, so a task is
+counted once however often its chunk runs. Progress is spread over ``PROGRESS_SHARDS`` items (by
+chunk index) so that a thousand workers finishing chunks do not all write one item; reading it
+is one BatchGetItem.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from batchops.store.base import ChunkRecord, Segment
+from batchops.store.dynamodb import unavailable_on_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+PROGRESS_SHARDS = 16
+_BATCH_WRITE = 25
+Item = dict[str, Any]
+
+
+class DynamoDBLedger:
+    def __init__(
+        self, table_name: str, client: DynamoDBClient, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._table = table_name
+        self._client = client
+        self._clock = clock
+
+    def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        # Chunks never change once planned, so rewriting one (a prepare that runs again) is harmless.
+        for start in range(0, len(chunks), _BATCH_WRITE):
+            requests: list[Any] = [
+                {"PutRequest": {"Item": _chunk_item(job_id, chunk)}}
+                for chunk in chunks[start : start + _BATCH_WRITE]
+            ]
+            with unavailable_on_error():
+                pending: dict[str, Any] = {self._table: requests}
+                while pending:
+                    response = self._client.batch_write_item(RequestItems=pending)
+                    pending = dict(response.get("UnprocessedItems") or {})
+
+    def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        item = self._get(_ledger(job_id), _chunk_sk(index))
+        return None if item is None else _chunk(item)
+
+    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
+        with unavailable_on_error():
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": _ledger(job_id)},
+                    "sk": {"S": f"HOLD#{index:010d}"},
+                    "worker": {"S": worker},
+                    "until": {"N": repr(until)},
+                },
+            )
+
+    def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
+        try:
+            with unavailable_on_error():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": _ledger(job_id)}, "sk": {"S": f"HOLD#{index:010d}"}},
+                    UpdateExpression="SET #until = :until",
+                    ConditionExpression="worker = :worker",
+                    ExpressionAttributeNames={"#until": "until"},
+                    ExpressionAttributeValues={":until": {"N": repr(until)}, ":worker": {"S": worker}},
+                )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def release_chunk(self, job_id: str, index: int, worker: str) -> None:
+        try:
+            with unavailable_on_error():
+                self._client.delete_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": _ledger(job_id)}, "sk": {"S": f"HOLD#{index:010d}"}},
+                    ConditionExpression="worker = :worker",
+                    ExpressionAttributeValues={":worker": {"S": worker}},
+                )
+        except ClientError as exc:
+            if not _conditional(exc):
+                raise
+
+    def record_segment(self, job_id: str, segment: Segment) -> Segment:
+        key = {"pk": {"S": _ledger(job_id)}, "sk": {"S": _segment_sk(segment.index, segment.start)}}
+        try:
+            with unavailable_on_error():
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": {
+                                    **key,
+                                    "end": {"N": str(segment.end)},
+                                    "succeeded": {"N": str(segment.succeeded)},
+                                    "failed": {"N": str(segment.failed)},
+                                    "results": {"B": segment.results},
+                                },
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": _progress_key(job_id, segment.index % PROGRESS_SHARDS),
+                                "UpdateExpression": "ADD succeeded :s, failed :f",
+                                "ExpressionAttributeValues": {
+                                    ":s": {"N": str(segment.succeeded)},
+                                    ":f": {"N": str(segment.failed)},
+                                },
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            standing = self._get(key["pk"]["S"], key["sk"]["S"])
+            if standing is None:
+                raise  # cancelled for another reason (a conflict): the caller's retry decides
+            return _segment(standing)
+        return segment
+
+    def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
+        item = self._get(_ledger(job_id), _segment_sk(index, start))
+        return None if item is None else _segment(item)
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        keys: list[Any] = [_progress_key(job_id, shard) for shard in range(PROGRESS_SHARDS)]
+        succeeded = failed = 0
+        with unavailable_on_error():
+            pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while pending:
+                response = self._client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    succeeded += int(item.get("succeeded", {}).get("N", "0"))
+                    failed += int(item.get("failed", {}).get("N", "0"))
+                pending = dict(response.get("UnprocessedKeys") or {})
+        return succeeded, failed
+
+    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+        chunks = self._query(job_id, "CHUNK#")
+        chunk = next(chunks, None)
+        for item in self._query(job_id, "SEG#"):
+            segment = _segment(item)
+            while chunk is not None and _chunk(chunk).index < segment.index:
+                chunk = next(chunks, None)
+            assert chunk is not None, f"segment {segment.index} of job {job_id} has no chunk"
+            yield segment, _chunk(chunk)
+
+    def busy_chunks(self, job_id: str, now: float) -> int:
+        return sum(1 for item in self._query(job_id, "HOLD#") if float(item["until"]["N"]) >= now)
+
+    def drop_chunks(self, job_id: str) -> None:
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._query(job_id, "", keys_only=True)]
+        keys += [_progress_key(job_id, shard) for shard in range(PROGRESS_SHARDS)]
+        for start in range(0, len(keys), _BATCH_WRITE):
+            requests: list[Any] = [
+                {"DeleteRequest": {"Key": key}} for key in keys[start : start + _BATCH_WRITE]
+            ]
+            with unavailable_on_error():
+                pending: dict[str, Any] = {self._table: requests}
+                while pending:
+                    response = self._client.batch_write_item(RequestItems=pending)
+                    pending = dict(response.get("UnprocessedItems") or {})
+
+    def _get(self, pk: str, sk: str) -> Item | None:
+        with unavailable_on_error():
+            response = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+            )
+        return response.get("Item")
+
+    def _query(self, job_id: str, prefix: str, keys_only: bool = False) -> Iterator[Item]:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _ledger(job_id)}},
+            "ConsistentRead": True,
+        }
+        if prefix:
+            query["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
+            query["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
+        if keys_only:
+            query["ProjectionExpression"] = "pk, sk"
+        while True:
+            with unavailable_on_error():
+                page = self._client.query(**query)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _conditional(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _ledger(job_id: str) -> str:
+    return f"LEDGER#{job_id}"
+
+
+def _chunk_sk(index: int) -> str:
+    return f"CHUNK#{index:010d}"
+
+
+def _segment_sk(index: int, start: int) -> str:
+    return f"SEG#{index:010d}#{start:010d}"
+
+
+def _progress_key(job_id: str, shard: int) -> Item:
+    return {"pk": {"S": f"PROGRESS#{job_id}#{shard:02d}"}, "sk": {"S": "PROGRESS"}}
+
+
+def _chunk_item(job_id: str, chunk: ChunkRecord) -> Item:
+    return {
+        "pk": {"S": _ledger(job_id)},
+        "sk": {"S": _chunk_sk(chunk.index)},
+        "first_ordinal": {"N": str(chunk.first_ordinal)},
+        "task_count": {"N": str(chunk.task_count)},
+        "payload": {"B": chunk.payload},
+    }
+
+
+def _chunk(item: Mapping[str, Any]) -> ChunkRecord:
+    return ChunkRecord(
+        index=int(item["sk"]["S"].split("#")[1]),
+        first_ordinal=int(item["first_ordinal"]["N"]),
+        task_count=int(item["task_count"]["N"]),
+        payload=bytes(item["payload"]["B"]),
+    )
+
+
+def _segment(item: Mapping[str, Any]) -> Segment:
+    _, index, start = item["sk"]["S"].split("#")
+    return Segment(
+        index=int(index),
+        start=int(start),
+        end=int(item["end"]["N"]),
+        succeeded=int(item["succeeded"]["N"]),
+        failed=int(item["failed"]["N"]),
+        results=bytes(item["results"]["B"]),
+    )

@@ -1,0 +1,109 @@
+"""The ChunkLedger contract, run against SQLite and DynamoDB (moto server over HTTP) alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchops.store.base import ChunkLedger, ChunkRecord, Segment
+from batchops.store.dynamodb_ledger import DynamoDBLedger
+from batchops.store.sqlite import SQLiteJobStore
+from tests.contract.test_job_store import run_together
+
+JOB = "job-0001"
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkLedger]:
+    if request.param == "sqlite":
+        store = SQLiteJobStore(tmp_path / "jobs.db")
+        yield store
+        store.close()
+    else:
+        yield DynamoDBLedger(request.getfixturevalue("jobs_table"), request.getfixturevalue("dynamodb"))
+
+
+def chunks(count: int, size: int = 10) -> list[ChunkRecord]:
+    return [ChunkRecord(n, n * size, size, f"payload {n}".encode() + bytes(range(256))) for n in range(count)]
+
+
+def segment(index: int, start: int, end: int, failed: int = 0) -> Segment:
+    return Segment(index, start, end, end - start - failed, failed, f"results {index}/{start}".encode())
+
+
+def test_chunks_are_stored_once_and_read_back(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(30))
+    ledger.put_chunks(JOB, chunks(3))  # a prepare that runs again
+    assert ledger.get_chunk(JOB, 29) == chunks(30)[29]
+    assert ledger.get_chunk(JOB, 30) is None
+    assert ledger.get_chunk("other-job", 0) is None
+
+
+def test_a_segment_is_recorded_once_per_start(ledger: ChunkLedger) -> None:
+    # GIVEN a segment recorded for tasks 0-6 of chunk 2
+    ledger.put_chunks(JOB, chunks(3))
+    first = segment(2, 0, 6, failed=1)
+    assert ledger.record_segment(JOB, first) == first
+    # WHEN another run records a different segment at the same start
+    # THEN the first one stands, and the counts do not change
+    assert ledger.record_segment(JOB, segment(2, 0, 10)) == first
+    assert ledger.segment_at(JOB, 2, 0) == first
+    assert ledger.segment_at(JOB, 2, 6) is None
+    assert ledger.progress(JOB) == (5, 1)
+
+
+def test_concurrent_records_of_one_start_count_once(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(1))
+    results = run_together(8, lambda n: ledger.record_segment(JOB, segment(0, 0, 1 + n)))
+    standing = {r for r in results if isinstance(r, Segment)}
+    assert len(standing) == 1, results
+    (winner,) = standing
+    assert ledger.progress(JOB) == (winner.succeeded, 0)
+
+
+def test_progress_adds_up_over_chunks(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(40))
+    for index in range(40):
+        ledger.record_segment(JOB, segment(index, 0, 4, failed=1))
+        ledger.record_segment(JOB, segment(index, 4, 10))
+    assert ledger.progress(JOB) == (40 * 9, 40)
+    assert ledger.progress("other-job") == (0, 0)
+
+
+def test_segments_come_in_manifest_order_with_their_chunks(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(12))
+    for index, start, end in [(11, 0, 10), (0, 3, 10), (0, 0, 3), (10, 0, 5), (2, 0, 10)]:
+        ledger.record_segment(JOB, segment(index, start, end))
+    found = [(s.index, s.start, s.end, c.index, c.first_ordinal) for s, c in ledger.segments(JOB)]
+    assert found == [
+        (0, 0, 3, 0, 0),
+        (0, 3, 10, 0, 0),
+        (2, 0, 10, 2, 20),
+        (10, 0, 5, 10, 100),
+        (11, 0, 10, 11, 110),
+    ]
+
+
+def test_holds_mark_running_chunks(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(3))
+    ledger.hold_chunk(JOB, 1, "w1", until=1000.0)
+    assert ledger.busy_chunks(JOB, now=999.0) == 1
+    assert ledger.busy_chunks(JOB, now=1001.0) == 0
+    assert ledger.renew_lease(JOB, 1, "w1", until=2000.0)
+    assert not ledger.renew_lease(JOB, 1, "w2", until=3000.0)
+    ledger.release_chunk(JOB, 1, "w2")  # not the holder: nothing happens
+    assert ledger.busy_chunks(JOB, now=1500.0) == 1
+    ledger.release_chunk(JOB, 1, "w1")
+    assert ledger.busy_chunks(JOB, now=0.0) == 0
+
+
+def test_drop_forgets_everything_of_the_job(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(30))
+    ledger.put_chunks("job-other", chunks(1))
+    for index in range(30):
+        ledger.record_segment(JOB, segment(index, 0, 10))
+    ledger.drop_chunks(JOB)
+    assert (ledger.get_chunk(JOB, 0), list(ledger.segments(JOB)), ledger.progress(JOB)) == (None, [], (0, 0))
+    assert ledger.get_chunk("job-other", 0) is not None
