@@ -1,7 +1,8 @@
 """JobsApiFunction: the COS jobs API behind API Gateway (REST, proxy integration).
 
 Thin: Powertools wiring, event -> ApiRequest, one call into batchops.api, ApiResponse -> event.
-Environment: JOBS_TABLE (required), BATCHOPS_MAX_ACTIVE_JOBS (default 1000).
+Environment: JOBS_TABLE (required), WORK_QUEUE_URL (where created and confirmed jobs' work is
+sent), BATCHOPS_MAX_ACTIVE_JOBS (default 1000).
 """
 
 from __future__ import annotations
@@ -18,18 +19,26 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchops.api.apigateway import request_from_event, response_for_gateway
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.routes import ApiRequest, JobsApi
-from batchops.clients import dynamodb_client
+from batchops.clients import dynamodb_client, sqs_client
+from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import JobsApiSettings
 from batchops.store.dynamodb import DynamoDBJobStore
+from batchops.store.dynamodb_ledger import DynamoDBLedger
 
 settings = JobsApiSettings.from_env(os.environ)
 logger = Logger(service="batchops-jobs-api")
 tracer = Tracer(service="batchops-jobs-api")
 metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
+dynamodb = dynamodb_client()
+ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
+dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
 api = JobsApi(
     JobService(
-        DynamoDBJobStore(settings.jobs_table, dynamodb_client()), max_active_jobs=settings.max_active_jobs
+        DynamoDBJobStore(settings.jobs_table, dynamodb),
+        max_active_jobs=settings.max_active_jobs,
+        live_progress=ledger.progress,
+        on_change=None if dispatcher is None else dispatcher.on_job_change,
     )
 )
 app = APIGatewayRestResolver()

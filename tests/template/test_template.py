@@ -85,3 +85,21 @@ def test_events_dir_has_an_event_per_api_route() -> None:
         "delete_job.json",
     }
     assert Path(ROOT / "events" / "env.json").is_file()
+
+
+def test_run_job_queue_follows_lambdas_sqs_guidance() -> None:
+    resources = template()["Resources"]
+    function = resources["RunJobFunction"]["Properties"]
+    event = function["Events"]["Work"]["Properties"]
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = resources["WorkQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert int(queue["RedrivePolicy"]["maxReceiveCount"]) >= 5
+    assert function["Timeout"] > int(function["Environment"]["Variables"]["BATCHOPS_DEADLINE_MARGIN_SECONDS"])
+
+
+def test_every_function_has_its_settings() -> None:
+    resources = template()["Resources"]
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert {"JOBS_TABLE", "WORK_QUEUE_URL"} <= set(env)
+    assert {"JobsApiFunction", "RunJobFunction"} <= set(resources)

@@ -15,6 +15,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
 
 STORE_CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -41,3 +42,7 @@ def s3_client(max_pool_connections: int, addressing_style: str = "auto") -> S3Cl
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
     )
     return boto3.client("s3", config=config)
+
+
+def sqs_client() -> SQSClient:
+    return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))

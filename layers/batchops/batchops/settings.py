@@ -30,12 +30,39 @@ class JobsApiSettings:
 
     jobs_table: str
     max_active_jobs: int
+    work_queue_url: str | None
+    """Where job work is sent (the run_job queue); without it jobs are created but never run."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JobsApiSettings:
         return cls(
             jobs_table=_required(env, "JOBS_TABLE"),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+            work_queue_url=env.get("WORK_QUEUE_URL") or None,
+        )
+
+
+@dataclass(frozen=True)
+class RunJobSettings:
+    """The job-running Lambda function (`functions/run_job`)."""
+
+    jobs_table: str
+    work_queue_url: str
+    max_active_jobs: int
+    engine: EngineSettings
+    s3_addressing_style: str
+    deadline_margin_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RunJobSettings:
+        return cls(
+            jobs_table=_required(env, "JOBS_TABLE"),
+            work_queue_url=_required(env, "WORK_QUEUE_URL"),
+            max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+            # One chunk per invocation: Lambda concurrency is the number of workers.
+            engine=_engine_settings(env, workers=1),
+            s3_addressing_style=_addressing_style(env),
+            deadline_margin_seconds=_positive_int(env, "BATCHOPS_DEADLINE_MARGIN_SECONDS", 60),
         )
 
 
@@ -52,28 +79,38 @@ class LocalSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
-        defaults = EngineSettings()
-        style = env.get("BATCHOPS_S3_ADDRESSING_STYLE") or "auto"
-        if style not in ("auto", "path", "virtual"):
-            raise SettingsError(f"BATCHOPS_S3_ADDRESSING_STYLE must be auto, path or virtual, not {style!r}")
         return cls(
             db_path=Path(env.get("BATCHOPS_DB") or DEFAULT_DB),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             appid=env.get("BATCHOPS_APPID") or DEFAULT_APPID,
             endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
-            engine=EngineSettings(
-                workers=_positive_int(env, "BATCHOPS_WORKERS", defaults.workers),
-                task_concurrency=_positive_int(env, "BATCHOPS_TASK_CONCURRENCY", defaults.task_concurrency),
-                chunk_max_tasks=_positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks),
-                copy=CopySettings(
-                    multipart_threshold=_positive_int(
-                        env, "BATCHOPS_MULTIPART_THRESHOLD", defaults.copy.multipart_threshold
-                    ),
-                    part_size=_positive_int(env, "BATCHOPS_PART_SIZE", defaults.copy.part_size),
-                ),
+            engine=_engine_settings(
+                env, workers=_positive_int(env, "BATCHOPS_WORKERS", EngineSettings().workers)
             ),
-            s3_addressing_style=style,
+            s3_addressing_style=_addressing_style(env),
         )
+
+
+def _engine_settings(env: Mapping[str, str], workers: int) -> EngineSettings:
+    defaults = EngineSettings()
+    return EngineSettings(
+        workers=workers,
+        task_concurrency=_positive_int(env, "BATCHOPS_TASK_CONCURRENCY", defaults.task_concurrency),
+        chunk_max_tasks=_positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks),
+        copy=CopySettings(
+            multipart_threshold=_positive_int(
+                env, "BATCHOPS_MULTIPART_THRESHOLD", defaults.copy.multipart_threshold
+            ),
+            part_size=_positive_int(env, "BATCHOPS_PART_SIZE", defaults.copy.part_size),
+        ),
+    )
+
+
+def _addressing_style(env: Mapping[str, str]) -> str:
+    style = env.get("BATCHOPS_S3_ADDRESSING_STYLE") or "auto"
+    if style not in ("auto", "path", "virtual"):
+        raise SettingsError(f"BATCHOPS_S3_ADDRESSING_STYLE must be auto, path or virtual, not {style!r}")
+    return style
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -84,7 +84,7 @@ class Engine:
         elif job.status is not JobStatus.PREPARING:
             return
         try:
-            total = self._plan(job)
+            total, chunks = self._plan(job)
         except ManifestError as exc:
             if exc.transient:
                 raise
@@ -103,7 +103,12 @@ class Engine:
         reason = "Waiting for confirmation" if target is JobStatus.SUSPENDED else "Prepared"
         try:
             self.service.transition(
-                appid, job_id, target, reason=f"{reason}: {total} tasks", total_tasks=total
+                appid,
+                job_id,
+                target,
+                reason=f"{reason}: {total} tasks",
+                total_tasks=total,
+                chunk_count=chunks,
             )
         except JobStateError:
             # Another preparer finished first (its chunks are these same chunks), or the job was
@@ -111,20 +116,22 @@ class Engine:
             if self.service.describe(appid, job_id).status is JobStatus.CANCELLED:
                 self.ledger.drop_chunks(job_id)
 
-    def _plan(self, job: Job) -> int:
-        total = 0
+    def _plan(self, job: Job) -> tuple[int, int]:
+        """(tasks, chunks) of the job's manifest, the chunks stored in the ledger."""
+        total = chunks = 0
         batch: list[ChunkRecord] = []
         for chunk in plan_chunks(self._manifest_tasks(job), max_tasks=self.settings.chunk_max_tasks):
             batch.append(
                 ChunkRecord(chunk.index, chunk.first_ordinal, len(chunk.tasks), encode_chunk(chunk.tasks))
             )
             total += len(chunk.tasks)
+            chunks += 1
             if len(batch) >= CHUNKS_PER_WRITE:
                 self.ledger.put_chunks(job.job_id, batch)
                 batch = []
         if batch:
             self.ledger.put_chunks(job.job_id, batch)
-        return total
+        return total, chunks
 
     def _manifest_tasks(self, job: Job) -> Iterator[ManifestTask]:
         location = job.spec.manifest.location

@@ -234,3 +234,5 @@ class Job:
     progress: ProgressSummary = field(default_factory=ProgressSummary)
     active_since: datetime | None = None
     """When the job last became Active: ElapsedTimeInActiveSeconds runs from here."""
+    chunk_count: int = 0
+    """How many chunks preparing cut the manifest into."""

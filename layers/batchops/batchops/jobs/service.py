@@ -7,6 +7,7 @@ win, and a change that became pointless (a second cancel) answers with the job a
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from batchops.store.base import (
 )
 
 MAX_CAS_ATTEMPTS = 8
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -62,6 +64,7 @@ class JobService:
         clock: Callable[[], datetime] = utc_now,
         job_ids: Callable[[], str] = new_job_id,
         live_progress: Callable[[str], tuple[int, int]] | None = None,
+        on_change: Callable[[Job | None, Job], None] | None = None,
     ) -> None:
         self._store = store
         self._max_active_jobs = max_active_jobs
@@ -69,6 +72,8 @@ class JobService:
         self._job_ids = job_ids
         # Where a running job's (succeeded, failed) counts come from: the engine's ledger.
         self._live_progress = live_progress
+        # Told (before, after) of every write; the deployed dispatcher turns status changes into work.
+        self._on_change = on_change
 
     def create(self, appid: str, spec: JobSpec) -> Job:
         """Create a job in status New.
@@ -91,6 +96,7 @@ class JobService:
                 raise DuplicateRequestError(exc.existing_job_id) from exc
             except ActiveLimitReachedError as exc:
                 raise TooManyJobsError(exc.limit) from exc
+        self._notify(None, job)
         return job
 
     def describe(self, appid: str, job_id: str) -> Job:
@@ -143,6 +149,7 @@ class JobService:
         reason: str | None = None,
         failure: JobFailure | None = None,
         total_tasks: int | None = None,
+        chunk_count: int | None = None,
         counts: tuple[int, int] | None = None,
     ) -> Job:
         """Move a job along an edge of the lifecycle (the engine's entry point).
@@ -161,6 +168,8 @@ class JobService:
                 moved = replace(moved, failure_reasons=(*moved.failure_reasons, failure))
             if total_tasks is not None:
                 moved = replace(moved, progress=replace(moved.progress, total=total_tasks))
+            if chunk_count is not None:
+                moved = replace(moved, chunk_count=chunk_count)
             if counts is not None:
                 moved = replace(
                     moved, progress=replace(moved.progress, succeeded=counts[0], failed=counts[1])
@@ -184,6 +193,17 @@ class JobService:
                     continue
             return
         raise JobStoreUnavailableError("the job kept changing while being deleted")
+
+    def _notify(self, before: Job | None, after: Job) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(before, after)
+        except Exception:
+            # The write stands; what it should have set off is recovered by the next sweep.
+            log.exception(
+                "job %s: could not dispatch the work its change to %s calls for", after.job_id, after.status
+            )
 
     def _moved(self, job: Job, target: JobStatus, reason: str | None) -> Job:
         now = self._clock()
@@ -231,6 +251,7 @@ class JobService:
                     self._store.replace_job(record, job_to_record(changed, version=record.version + 1))
                 except VersionConflictError:
                     continue
+            self._notify(job, changed)
             return changed
         raise JobStoreUnavailableError("the job kept changing under concurrent updates")
 

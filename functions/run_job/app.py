@@ -1,0 +1,63 @@
+"""RunJobFunction: does the work messages on the work queue ask for (prepare, chunks, finalize).
+
+Thin: Powertools wiring, one call into batchops.engine per SQS record. A record whose work raises
+is reported in batchItemFailures, so SQS delivers it again (and to the DLQ after maxReceiveCount);
+the ledger makes every redelivery safe. Environment: JOBS_TABLE, WORK_QUEUE_URL (required);
+BATCHOPS_TASK_CONCURRENCY, BATCHOPS_CHUNK_SIZE, BATCHOPS_MULTIPART_THRESHOLD, BATCHOPS_PART_SIZE,
+BATCHOPS_S3_ADDRESSING_STYLE, BATCHOPS_DEADLINE_MARGIN_SECONDS, BATCHOPS_MAX_ACTIVE_JOBS.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batchops.clients import dynamodb_client, s3_client, sqs_client
+from batchops.engine.phases import Engine
+from batchops.engine.sqs import SqsDispatcher, SqsWorker, WorkMessage
+from batchops.jobs.service import JobService
+from batchops.settings import RunJobSettings
+from batchops.store.dynamodb import DynamoDBJobStore
+from batchops.store.dynamodb_ledger import DynamoDBLedger
+
+settings = RunJobSettings.from_env(os.environ)
+logger = Logger(service="batchops-run-job")
+tracer = Tracer(service="batchops-run-job")
+metrics = Metrics(namespace="BatchOps", service="batchops-run-job")
+dynamodb = dynamodb_client()
+s3 = s3_client(settings.engine.s3_connections, settings.s3_addressing_style)
+ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
+dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url)
+service = JobService(
+    DynamoDBJobStore(settings.jobs_table, dynamodb),
+    max_active_jobs=settings.max_active_jobs,
+    live_progress=ledger.progress,
+    on_change=dispatcher.on_job_change,
+)
+worker = SqsWorker(Engine(service, ledger, s3, settings.engine), dispatcher, settings.deadline_margin_seconds)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    message = WorkMessage.parse(record.body)
+    logger.append_keys(job_id=message.job_id, work=message.kind, chunk=message.index, start=message.start)
+    worker.handle(
+        message, f"lambda:{lambda_context.aws_request_id}", lambda_context.get_remaining_time_in_millis
+    )
+    metrics.add_metric(name=f"{message.kind.capitalize()}Done", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
