@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format validate build clean
+.PHONY: demo test lint format validate build bench clean
 
 $(STAMP): pyproject.toml layers/batchops/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (not part of `make test`): figures and ratios printed as JSON and a Markdown table.
+bench: $(STAMP)
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.manifest_memory
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
