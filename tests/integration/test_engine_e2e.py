@@ -475,3 +475,31 @@ def test_a_report_fed_back_as_a_manifest_retries_the_failed_tasks(
     assert second.findtext("ProgressSummary/TotalNumberOfTasks") == "2"
     assert second.findtext("ProgressSummary/NumberOfTasksSucceeded") == "2"
     assert svc.s3.get_object(Bucket=dst, Key="late%3")["Body"].read() == b"y"
+
+
+def test_a_priority_change_applies_to_chunks_not_yet_started(make_service: Callable[..., Service]) -> None:
+    # GIVEN two active jobs of 4 chunks each, "b" ahead of "a", and one chunk of "b" done
+    svc = make_service(
+        engine_settings(chunk_max_tasks=5, workers=1, task_concurrency=1), workers_started=False
+    )
+    bucket = new_bucket(svc.s3)
+    from tests.faults import count_only, inject
+
+    seen = inject(svc.s3, "DeleteObjects", count_only())
+    ids = {}
+    for name, priority in (("a", 1), ("b", 2)):
+        etag = put_manifest(
+            svc.s3, bucket, f"{name}.csv", csv_manifest([(bucket, f"{name}/{n}") for n in range(20)])
+        )
+        ids[name] = svc.create(
+            request(bucket, f"{name}.csv", etag, "<COSDeleteObject/>", bucket, token=name, priority=priority)
+        )
+    while len(seen.seen) < 1:
+        assert svc.dispatcher.step("w")
+    # WHEN "a" is raised above "b"
+    reply = call(svc.url, "POST", f"/jobs/{ids['a']}/priority?priority=100")
+    assert reply.xml.findtext("Priority") == "100"
+    svc.dispatcher.run_until_idle()
+    # THEN every chunk of "a" runs before the rest of "b"
+    order = ["a" if b"<Key>a/" in (r.body or b"") else "b" for r in seen.seen]
+    assert order == ["b", "a", "a", "a", "a", "b", "b", "b"]
