@@ -186,7 +186,11 @@ def test_copy_job_end_to_end_with_awkward_keys(make_service: Callable[..., Servi
     newline = 'new\nline, "quoted".txt'
     tasks = [(src, key) for key in [*AWKWARD_KEYS, "missing.txt", newline]]
     etag = put_manifest(svc.s3, src, "manifests/m.csv", csv_manifest(tasks))
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource><StorageClass>STANDARD_IA</StorageClass></COSPutObjectCopy>"
+    copy = (
+        "<COSPutObjectCopy><AccessControlDirective>Replaced</AccessControlDirective>"
+        "<CannedAccessControlList>public-read</CannedAccessControlList><StorageClass>STANDARD_IA</StorageClass>"
+        f"<TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    )
     # WHEN the job is created over HTTP
     job_id = svc.create(request(src, "manifests/m.csv", etag, copy, reports))
     job = svc.wait(job_id, "Complete", "Failed")
@@ -196,12 +200,17 @@ def test_copy_job_end_to_end_with_awkward_keys(make_service: Callable[..., Servi
     assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == str(len(AWKWARD_KEYS))
     assert job.findtext("ProgressSummary/NumberOfTasksFailed") == "2"
     assert job.findtext("TerminationDate")
-    # AND each object is copied, with its attributes and the storage class asked for
+    # AND each object is copied, with its metadata and tags, and the ACL and storage class asked for
     for key in AWKWARD_KEYS:
         got = svc.s3.get_object(Bucket=dst, Key=key)
         assert got["Body"].read() == key.encode()
         assert got["Metadata"] == {"k": "v"}
         assert got["StorageClass"] == "STANDARD_IA"
+        assert svc.s3.get_object_tagging(Bucket=dst, Key=key)["TagSet"] == [{"Key": "t", "Value": "1"}]
+        grants = svc.s3.get_object_acl(Bucket=dst, Key=key)["Grants"]
+        assert {"URI": "http://acs.amazonaws.com/groups/global/AllUsers", "Type": "Group"} in [
+            g["Grantee"] for g in grants
+        ]
     # AND the report has one row per task, keys encoded so they decode back
     manifest, rows = read_report(svc.s3, reports, job_id)
     assert manifest["Format"] == "Report_CSV_V1"

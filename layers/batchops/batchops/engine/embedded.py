@@ -105,9 +105,9 @@ class EmbeddedDispatcher:
             engine.run_chunk(claim, worker)
             return True
         for appid, job_id in ledger.jobs_in_status(frozenset({JobStatus.ACTIVE.value}), _BATCH):
-            before = engine.service.describe(appid, job_id).status
+            before = engine.service.get(appid, job_id).status
             engine.settle(appid, job_id)
-            if engine.service.describe(appid, job_id).status is not before:
+            if engine.service.get(appid, job_id).status is not before:
                 return True
         return False
 

@@ -75,7 +75,7 @@ class Engine:
 
     def prepare(self, appid: str, job_id: str) -> None:
         """Plan a New (or interrupted Preparing) job. Transient manifest errors propagate: retry later."""
-        job = self.service.describe(appid, job_id)
+        job = self.service.get(appid, job_id)
         if job.status is JobStatus.NEW:
             try:
                 job = self.service.transition(appid, job_id, JobStatus.PREPARING)
@@ -113,7 +113,7 @@ class Engine:
         except JobStateError:
             # Another preparer finished first (its chunks are these same chunks), or the job was
             # cancelled meanwhile: only then are the chunks garbage.
-            if self.service.describe(appid, job_id).status is JobStatus.CANCELLED:
+            if self.service.get(appid, job_id).status is JobStatus.CANCELLED:
                 self.ledger.drop_chunks(job_id)
 
     def _plan(self, job: Job) -> tuple[int, int]:
@@ -158,7 +158,7 @@ class Engine:
 
     def run_chunk(self, claim: ChunkClaim, worker: str, deadline: float | None = None) -> Segment | None:
         """Run a leased chunk from ``claim.start``; return the segment that stands for that start."""
-        job = self.service.describe(claim.appid, claim.job_id)
+        job = self.service.get(claim.appid, claim.job_id)
         if job.status is not JobStatus.ACTIVE:
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
             return None
@@ -194,7 +194,7 @@ class Engine:
 
     def settle(self, appid: str, job_id: str) -> None:
         """Move an Active job on when its counts say so: all tasks done, or too many failed."""
-        job = self.service.describe(appid, job_id)
+        job = self.service.get(appid, job_id)
         if job.status is not JobStatus.ACTIVE:
             return
         succeeded, failed = self.ledger.progress(job_id)
@@ -219,7 +219,7 @@ class Engine:
 
     def finalize(self, appid: str, job_id: str) -> None:
         """Write the report of a Completing, Failing or Cancelling job and end it."""
-        job = self.service.describe(appid, job_id)
+        job = self.service.get(appid, job_id)
         final = _FINAL.get(job.status)
         if final is None:
             return
@@ -288,7 +288,7 @@ class _StopCheck:
             self._stopped = True
         elif now >= self._next_look:
             self._next_look = now + self.engine.settings.status_poll_seconds
-            job = self.engine.service.describe(self.claim.appid, self.claim.job_id)
+            job = self.engine.service.get(self.claim.appid, self.claim.job_id)
             renewed = self.engine.ledger.renew_lease(
                 self.claim.job_id,
                 self.claim.chunk.index,

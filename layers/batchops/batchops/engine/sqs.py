@@ -145,7 +145,7 @@ class SqsWorker:
             self._finalize(message)
 
     def _fanout(self, message: WorkMessage) -> None:
-        job = self.engine.service.describe(message.appid, message.job_id)
+        job = self.engine.service.get(message.appid, message.job_id)
         if job.status is not JobStatus.ACTIVE:
             return
         end = min(message.index + FANOUT_CHUNKS, job.chunk_count)
@@ -158,7 +158,7 @@ class SqsWorker:
 
     def _chunk(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
         engine = self.engine
-        job = engine.service.describe(message.appid, message.job_id)
+        job = engine.service.get(message.appid, message.job_id)
         if job.status is not JobStatus.ACTIVE:
             return  # cancelled, failed or paused: finalize takes it from here
         chunk = engine.ledger.get_chunk(message.job_id, message.index)
@@ -173,7 +173,7 @@ class SqsWorker:
             standing = engine.run_chunk(claim, worker, deadline)
         next_start = standing.end if standing is not None else message.start
         if next_start < chunk.task_count:
-            if engine.service.describe(message.appid, message.job_id).status is JobStatus.ACTIVE:
+            if engine.service.get(message.appid, message.job_id).status is JobStatus.ACTIVE:
                 # The deadline came first: hand the rest of the chunk on.
                 self.dispatcher.send([replace_kind(message, "chunk", chunk.index, next_start)])
         else:

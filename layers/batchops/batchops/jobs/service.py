@@ -100,7 +100,12 @@ class JobService:
         return job
 
     def describe(self, appid: str, job_id: str) -> Job:
-        return self._with_live_progress(record_to_job(self._read(appid, job_id)))
+        """The job as DescribeJob shows it, a running job's counters read live from the ledger."""
+        return self._with_live_progress(self.get(appid, job_id))
+
+    def get(self, appid: str, job_id: str) -> Job:
+        """The job as stored: one read of one item, for workers that look at it often."""
+        return record_to_job(self._read(appid, job_id))
 
     def list(
         self, appid: str, statuses: frozenset[JobStatus] | None, max_results: int, next_token: str | None
