@@ -88,7 +88,9 @@ def test_segments_come_in_manifest_order_with_their_chunks(ledger: ChunkLedger) 
 
 def test_holds_mark_running_chunks(ledger: ChunkLedger) -> None:
     ledger.put_chunks(JOB, chunks(3))
-    ledger.hold_chunk(JOB, 1, "w1", until=1000.0)
+    assert ledger.hold_chunk(JOB, 1, "w1", now=0.0, until=1000.0)
+    assert not ledger.hold_chunk(JOB, 1, "w2", now=500.0, until=1500.0)  # w1 holds it
+    assert ledger.hold_chunk(JOB, 1, "w1", now=500.0, until=1000.0)  # the holder may again
     assert ledger.busy_chunks(JOB, now=999.0) == 1
     assert ledger.busy_chunks(JOB, now=1001.0) == 0
     assert ledger.renew_lease(JOB, 1, "w1", until=2000.0)
@@ -107,3 +109,25 @@ def test_drop_forgets_everything_of_the_job(ledger: ChunkLedger) -> None:
     ledger.drop_chunks(JOB)
     assert (ledger.get_chunk(JOB, 0), list(ledger.segments(JOB)), ledger.progress(JOB)) == (None, [], (0, 0))
     assert ledger.get_chunk("job-other", 0) is not None
+
+
+def test_an_expired_hold_can_be_taken(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(1))
+    assert ledger.hold_chunk(JOB, 0, "w1", now=0.0, until=10.0)
+    assert ledger.hold_chunk(JOB, 0, "w2", now=11.0, until=20.0)
+    assert not ledger.renew_lease(JOB, 0, "w1", until=30.0)
+
+
+def test_one_finalizer_at_a_time(ledger: ChunkLedger) -> None:
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=100.0)
+    assert not ledger.claim_finalize(JOB, "f2", now=50.0, until=150.0)
+    assert ledger.claim_finalize(JOB, "f1", now=60.0, until=160.0)
+    assert ledger.claim_finalize(JOB, "f2", now=161.0, until=260.0)  # f1's claim lapsed
+
+
+def test_a_segment_of_a_dropped_job_is_not_recorded(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(2))
+    ledger.record_segment(JOB, segment(0, 0, 10))
+    ledger.drop_chunks(JOB)
+    assert ledger.record_segment(JOB, segment(1, 0, 10)) is None
+    assert ledger.progress(JOB) == (0, 0)

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import EVENTS, ROOT, create_jobs_table, new_bucket
 from tests.faults import inject
-from tests.integration.test_engine_e2e import csv_manifest, put_manifest, read_report, request
+from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

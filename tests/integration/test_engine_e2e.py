@@ -3,176 +3,27 @@ S3 server over HTTP, DescribeJob polled to the end, the report read back row by 
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import json
+import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-import boto3
-import pytest
-from botocore.config import Config
 from lxml import etree
 
-from batchops.api.routes import JobsApi
-from batchops.cli.main import local_service
-from batchops.cli.server import make_server, serve_in_thread
-from batchops.engine.embedded import EmbeddedDispatcher
-from batchops.engine.phases import Engine
-from batchops.engine.settings import EngineSettings
-from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import new_bucket
-from tests.helpers import Reply, call
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3.client import S3Client
-
-AWKWARD_KEYS = [
-    "plain.txt",
-    "with space.txt",
-    "plus+sign.txt",
-    "percent%41.txt",
-    "literal%2B.txt",
-    "unicode-\u4e2d\u6587-caf\u00e9.txt",
-    "comma,in,key.txt",
-    'quote"in"key.txt',
-    "/leading-slash.txt",
-    "dir/sub/deep.txt",
-]
-
-
-@dataclass
-class Service:
-    url: str
-    s3: S3Client
-    store: SQLiteJobStore
-    dispatcher: EmbeddedDispatcher
-
-    def create(self, body: bytes) -> str:
-        reply = call(self.url, "POST", "/jobs", body=body)
-        assert reply.status == 200, reply.body
-        job_id = reply.xml.findtext("JobId")
-        assert job_id
-        return job_id
-
-    def describe(self, job_id: str) -> etree._Element:
-        reply = call(self.url, "GET", f"/jobs/{job_id}")
-        assert reply.status == 200, reply.body
-        job = reply.xml.find("Job")
-        assert job is not None
-        return job
-
-    def wait(self, job_id: str, *statuses: str, timeout: float = 60) -> etree._Element:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.describe(job_id)
-            if job.findtext("Status") in statuses:
-                return job
-            assert time.monotonic() < deadline, f"job stuck in {job.findtext('Status')}"
-            time.sleep(0.05)
-
-    def status(self, job_id: str, requested: str) -> Reply:
-        return call(self.url, "POST", f"/jobs/{job_id}/status?requestedJobStatus={requested}")
-
-
-def engine_settings(**overrides: Any) -> EngineSettings:
-    return replace(
-        EngineSettings(
-            workers=2,
-            task_concurrency=8,
-            idle_poll_seconds=0.02,
-            status_poll_seconds=0.1,
-            retry_backoff_seconds=0.01,
-        ),
-        **overrides,
-    )
-
-
-@pytest.fixture
-def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    started: list[tuple[Any, ...]] = []
-
-    def start(settings: EngineSettings | None = None, workers_started: bool = True) -> Service:
-        store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db")
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
-        s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
-        service = local_service(store, max_active_jobs=100)
-        engine = Engine(service, store, s3, settings or engine_settings())
-        dispatcher = EmbeddedDispatcher(engine, store)
-        server = make_server(JobsApi(service), "127.0.0.1", 0)
-        thread = serve_in_thread(server)
-        if workers_started:
-            dispatcher.start()
-        started.append((server, thread, dispatcher, engine, store))
-        return Service(server.url, s3, store, dispatcher)
-
-    yield start
-    for server, thread, dispatcher, engine, store in started:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        dispatcher.stop()
-        engine.close()
-        store.close()
-
-
-def csv_manifest(tasks: list[tuple[str, str]]) -> bytes:
-    """A COSBatchOperations_CSV_V1 manifest: keys URL-encoded as S3 Inventory writes them."""
-    from urllib.parse import quote_plus
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for bucket, key in tasks:
-        writer.writerow([bucket, quote_plus(key, safe="/")])
-    return out.getvalue().encode()
-
-
-def put_manifest(s3: S3Client, bucket: str, key: str, body: bytes) -> str:
-    return s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
-
-
-def request(
-    manifest_bucket: str,
-    manifest_key: str,
-    etag: str,
-    operation: str,
-    report_bucket: str,
-    *,
-    token: str = "t-1",
-    fields: tuple[str, ...] = ("Bucket", "Key"),
-    fmt: str = "COSBatchOperations_CSV_V1",
-    scope: str = "AllTasks",
-    priority: int = 10,
-    confirm: bool = False,
-) -> bytes:
-    members = "".join(f"<member>{f}</member>" for f in fields)
-    spec_fields = f"<Fields>{members}</Fields>" if fields else ""
-    return f"""<CreateJobRequest><ClientRequestToken>{token}</ClientRequestToken>
-<ConfirmationRequired>{str(confirm).lower()}</ConfirmationRequired><Description>e2e</Description>
-<Manifest><Location><ETag>{etag}</ETag><ObjectArn>arn:aws:s3:::{manifest_bucket}/{manifest_key}</ObjectArn></Location>
-<Spec>{spec_fields}<Format>{fmt}</Format></Spec></Manifest>
-<Operation>{operation}</Operation><Priority>{priority}</Priority>
-<Report><Bucket>arn:aws:s3:::{report_bucket}</Bucket><Enabled>true</Enabled><Format>Report_CSV_V1</Format>
-<Prefix>reports</Prefix><ReportScope>{scope}</ReportScope></Report>
-<RoleArn>arn:aws:iam::123456789012:role/batch</RoleArn></CreateJobRequest>""".encode()
-
-
-def read_report(s3: S3Client, bucket: str, job_id: str) -> tuple[dict[str, Any], dict[str, list[list[str]]]]:
-    manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
-    )
-    rows: dict[str, list[list[str]]] = {}
-    for result in manifest["Results"]:
-        body = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read()
-        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
-        rows[result["TaskExecutionStatus"]] = list(csv.reader(io.StringIO(body.decode(), newline="")))
-    return manifest, rows
+from tests.helpers import call
+from tests.integration.jobs_harness import (
+    AWKWARD_KEYS,
+    Service,
+    csv_manifest,
+    engine_settings,
+    put_manifest,
+    read_report,
+    request,
+)
 
 
 def test_copy_job_end_to_end_with_awkward_keys(make_service: Callable[..., Service]) -> None:
@@ -433,8 +284,6 @@ def test_duplicate_and_concurrent_chunk_delivery_count_once(make_service: Callab
     claim = svc.store.claim_chunk("w1", time.time(), 60)
     assert claim is not None
     # WHEN the same chunk is run by three workers at once, then delivered again
-    import threading
-
     threads = [threading.Thread(target=engine.run_chunk, args=(claim, f"w{n}")) for n in range(3)]
     for thread in threads:
         thread.start()

@@ -19,7 +19,7 @@ from batchops.jobs.status import JobStatus
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import free_port, new_bucket
 from tests.helpers import APPID, call
-from tests.integration.test_engine_e2e import csv_manifest, put_manifest, read_report, request
+from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -18,6 +18,7 @@ DEFAULT_DB = Path(".batchops") / "batchops.db"
 DEFAULT_MAX_ACTIVE_JOBS = 1000
 DEFAULT_APPID = "1250000000"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+MAX_CHUNK_TASKS = 1000  # a chunk's outcomes must fit one DynamoDB item
 
 
 class SettingsError(ValueError):
@@ -96,7 +97,9 @@ def _engine_settings(env: Mapping[str, str], workers: int) -> EngineSettings:
     return EngineSettings(
         workers=workers,
         task_concurrency=_positive_int(env, "BATCHOPS_TASK_CONCURRENCY", defaults.task_concurrency),
-        chunk_max_tasks=_positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks),
+        chunk_max_tasks=min(
+            _positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks), MAX_CHUNK_TASKS
+        ),
         copy=CopySettings(
             multipart_threshold=_positive_int(
                 env, "BATCHOPS_MULTIPART_THRESHOLD", defaults.copy.multipart_threshold

@@ -89,7 +89,7 @@ class EmbeddedDispatcher:
         now = engine.clock()
         for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
             if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
-                job_id, partial(engine.finalize, appid, job_id)
+                job_id, partial(engine.finalize, appid, job_id, worker)
             ):
                 return True
         for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
@@ -134,7 +134,7 @@ class EmbeddedDispatcher:
             if not worked:
                 self._stop.wait(self.engine.settings.idle_poll_seconds)
 
-    def _exclusively(self, job_id: str, work: Callable[[], None]) -> bool:
+    def _exclusively(self, job_id: str, work: Callable[[], object]) -> bool:
         """Run ``work`` unless another thread of this process is already working on the job."""
         with self._lock:
             if job_id in self._busy_jobs:

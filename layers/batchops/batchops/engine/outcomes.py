@@ -10,15 +10,19 @@ from batchops.manifest.tasks import ManifestTask
 from batchops.ops.outcome import TaskOutcome
 from batchops.report.rows import ReportRow
 
-# Kept short so that a segment of 1,000 tasks stays well inside one DynamoDB item.
-STORED_MESSAGE_CHARS = 200
+# A segment is one DynamoDB item (400 KB at most, with its keys and counters): messages are
+# shortened until the encoded outcomes fit this budget, whatever their language.
+MAX_ENCODED_BYTES = 300_000
+_MESSAGE_CHARS = (200, 60, 16, 0)
 
 
 def encode_outcomes(outcomes: Sequence[TaskOutcome]) -> bytes:
-    rows = [
-        [int(o.succeeded), o.http_status, o.error_code, o.message[:STORED_MESSAGE_CHARS]] for o in outcomes
-    ]
-    return zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+    for chars in _MESSAGE_CHARS:
+        rows = [[int(o.succeeded), o.http_status, o.error_code[:64], o.message[:chars]] for o in outcomes]
+        encoded = zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        if len(encoded) <= MAX_ENCODED_BYTES:
+            return encoded
+    raise ValueError(f"the outcomes of {len(outcomes)} tasks do not fit in {MAX_ENCODED_BYTES} bytes")
 
 
 def decode_outcomes(data: bytes) -> list[TaskOutcome]:

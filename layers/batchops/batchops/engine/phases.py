@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -163,7 +164,9 @@ class Engine:
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
             return None
         tasks = decode_chunk(claim.chunk.payload)
-        stop = _StopCheck(self, claim, worker, deadline)
+        heartbeat = _Heartbeat(self, claim, worker)
+        stop = _StopCheck(self, claim, heartbeat, deadline)
+        heartbeat.start()
         try:
             outcomes = run_tasks(
                 self.s3,
@@ -188,6 +191,7 @@ class Engine:
                     ),
                 )
         finally:
+            heartbeat.stop()
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
         self.settle(claim.appid, claim.job_id)
         return standing
@@ -217,18 +221,28 @@ class Engine:
 
     # --- finalize ---------------------------------------------------------------------------------
 
-    def finalize(self, appid: str, job_id: str) -> None:
-        """Write the report of a Completing, Failing or Cancelling job and end it."""
+    def finalize(self, appid: str, job_id: str, worker: str) -> bool:
+        """Write the report of a Completing, Failing or Cancelling job and end it.
+
+        Only one finalizer works on a job at a time; False if another one holds it. A job that
+        ended without finalizing (cancelled before it ran) just has its ledger dropped.
+        """
         job = self.service.get(appid, job_id)
         final = _FINAL.get(job.status)
         if final is None:
-            return
-        counts = self.ledger.progress(job_id)
+            if job.status in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
+                self.ledger.drop_chunks(job_id)
+            return True
+        now = self.clock()
+        if not self.ledger.claim_finalize(job_id, worker, now, now + self.settings.lease_seconds * 5):
+            return False
         failure = None
         report = job.spec.report
+        counts = self.ledger.progress(job_id)
         if report.enabled and report.bucket is not None:
             try:
-                self._write_report(job, parse_bucket(report.bucket).bucket)
+                # The counts come from the same segments as the rows, so they always agree.
+                counts = self._write_report(job, parse_bucket(report.bucket).bucket)
             except Exception as exc:  # a report that cannot be written fails the job, visibly
                 log.exception("job %s: report not written", job_id)
                 failure = JobFailure(
@@ -244,10 +258,12 @@ class Engine:
         try:
             self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
         except JobStateError:
-            return
+            return True
         self.ledger.drop_chunks(job_id)
+        return True
 
-    def _write_report(self, job: Job, bucket: str) -> None:
+    def _write_report(self, job: Job, bucket: str) -> tuple[int, int]:
+        """Write the report; the (succeeded, failed) counts of the rows it covers."""
         report = job.spec.report
         with ReportWriter(
             self.s3,
@@ -258,24 +274,66 @@ class Engine:
             failed_only=report.scope.value == "FailedTasksOnly",
         ) as writer:
             chunk_index, tasks = -1, []
+            succeeded = failed = 0
             for segment, chunk in self.ledger.segments(job.job_id):
                 if chunk.index != chunk_index:
                     chunk_index, tasks = chunk.index, decode_chunk(chunk.payload)
                 for row in report_rows(tasks, segment.start, decode_outcomes(segment.results)):
                     writer.add(row)
+                succeeded += segment.succeeded
+                failed += segment.failed
             writer.finish()
+        return succeeded, failed
 
 
-class _StopCheck:
-    """Tells a running chunk to stop: its job left Active, its deadline is near, or its lease was lost.
+class _Heartbeat:
+    """Keeps a running chunk's lease alive, however long one task takes (a multipart copy)."""
 
-    Looks at the job at most every ``status_poll_seconds`` and renews the lease on the way.
-    """
-
-    def __init__(self, engine: Engine, claim: ChunkClaim, worker: str, deadline: float | None) -> None:
+    def __init__(self, engine: Engine, claim: ChunkClaim, worker: str) -> None:
         self.engine = engine
         self.claim = claim
         self.worker = worker
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="batchops-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        lease = self.engine.settings.lease_seconds
+        while not self._done.wait(lease / 3):
+            try:
+                held = self.engine.ledger.renew_lease(
+                    self.claim.job_id, self.claim.chunk.index, self.worker, self.engine.clock() + lease
+                )
+            except Exception:  # the store hiccuped: the lease has two more beats before it expires
+                log.warning(
+                    "chunk %s/%s: lease not renewed this time", self.claim.job_id, self.claim.chunk.index
+                )
+                continue
+            if not held:
+                self.lost.set()
+                return
+
+
+class _StopCheck:
+    """Tells a running chunk to stop: its job left Active, its deadline came, or its lease was lost.
+
+    Looks at the job at most every ``status_poll_seconds``; a store that does not answer is not
+    a reason to stop (the chunk's work would be thrown away), the next look decides.
+    """
+
+    def __init__(
+        self, engine: Engine, claim: ChunkClaim, heartbeat: _Heartbeat, deadline: float | None
+    ) -> None:
+        self.engine = engine
+        self.claim = claim
+        self.heartbeat = heartbeat
         self.deadline = deadline
         self._next_look = engine.clock() + engine.settings.status_poll_seconds
         self._stopped = False
@@ -284,16 +342,14 @@ class _StopCheck:
         if self._stopped:
             return True
         now = self.engine.clock()
-        if self.deadline is not None and now >= self.deadline:
+        if (self.deadline is not None and now >= self.deadline) or self.heartbeat.lost.is_set():
             self._stopped = True
         elif now >= self._next_look:
             self._next_look = now + self.engine.settings.status_poll_seconds
-            job = self.engine.service.get(self.claim.appid, self.claim.job_id)
-            renewed = self.engine.ledger.renew_lease(
-                self.claim.job_id,
-                self.claim.chunk.index,
-                self.worker,
-                now + self.engine.settings.lease_seconds,
-            )
-            self._stopped = job.status is not JobStatus.ACTIVE or not renewed
+            try:
+                status = self.engine.service.get(self.claim.appid, self.claim.job_id).status
+            except Exception:
+                log.warning("job %s: status not read this time", self.claim.job_id)
+                return False
+            self._stopped = status is not JobStatus.ACTIVE
         return self._stopped

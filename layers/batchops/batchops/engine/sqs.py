@@ -142,7 +142,7 @@ class SqsWorker:
         elif message.kind == "chunk":
             self._chunk(message, worker, remaining_ms)
         else:
-            self._finalize(message)
+            self._finalize(message, worker)
 
     def _fanout(self, message: WorkMessage) -> None:
         job = self.engine.service.get(message.appid, message.job_id)
@@ -168,7 +168,10 @@ class SqsWorker:
         if standing is None:
             now = engine.clock()
             deadline = now + remaining_ms() / 1000 - self.deadline_margin
-            engine.ledger.hold_chunk(message.job_id, chunk.index, worker, now + engine.settings.lease_seconds)
+            if not engine.ledger.hold_chunk(
+                message.job_id, chunk.index, worker, now, now + engine.settings.lease_seconds
+            ):
+                return  # another worker runs this chunk now; it hands the chunk on when it stops
             claim = ChunkClaim(message.appid, message.job_id, chunk, message.start)
             standing = engine.run_chunk(claim, worker, deadline)
         next_start = standing.end if standing is not None else message.start
@@ -179,9 +182,10 @@ class SqsWorker:
         else:
             engine.settle(message.appid, message.job_id)
 
-    def _finalize(self, message: WorkMessage) -> None:
+    def _finalize(self, message: WorkMessage, worker: str) -> None:
         engine = self.engine
-        if engine.ledger.busy_chunks(message.job_id, engine.clock()) > 0:
+        if engine.ledger.busy_chunks(message.job_id, engine.clock()) > 0 or not engine.finalize(
+            message.appid, message.job_id, worker
+        ):
+            # Chunks still running, or another finalizer at work: look again a little later.
             self.dispatcher.send([message], delay_seconds=FINALIZE_RETRY_SECONDS)
-            return
-        engine.finalize(message.appid, message.job_id)

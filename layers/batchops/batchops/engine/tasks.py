@@ -47,13 +47,23 @@ def run_tasks(
 
     window: deque[Future[TaskOutcome]] = deque()
     outcomes: list[TaskOutcome] = []
+    stopped = False
     for task in tasks:
         if should_stop():
+            stopped = True
             break
         while len(window) >= settings.task_concurrency:
             outcomes.append(window.popleft().result())
         window.append(pool.submit(one, task))
     outcomes.extend(future.result() for future in window)
+    return _cut_at_first_transient(outcomes) if stopped or should_stop() else outcomes
+
+
+def _cut_at_first_transient(outcomes: list[TaskOutcome]) -> list[TaskOutcome]:
+    """When a run stops early, a task that failed transiently is left for the next run, not failed."""
+    for position, outcome in enumerate(outcomes):
+        if outcome.transient:
+            return outcomes[:position]
     return outcomes
 
 
@@ -97,4 +107,6 @@ def _run_deletes(
             for i, outcome in zip(again, redone, strict=True):
                 results[i] = outcome
         outcomes.extend(results)
+        if should_stop():
+            return _cut_at_first_transient(outcomes)
     return outcomes

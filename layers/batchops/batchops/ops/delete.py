@@ -8,17 +8,20 @@ every task in it with that error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchops.manifest.resources import MAX_KEY_BYTES
 from batchops.ops.outcome import TaskOutcome, failure, outcome_of_error, success
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 MAX_KEYS_PER_REQUEST = 1000
+_XML_SAFE = re.compile("[\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 
 ObjectRef = tuple[str, str, str | None]
 """(bucket, key, version id or None)"""
@@ -28,8 +31,15 @@ def delete_tasks(s3: S3Client, objects: Sequence[ObjectRef]) -> list[TaskOutcome
     """Delete every object; the outcome list matches ``objects`` position by position."""
     outcomes: list[TaskOutcome | None] = [None] * len(objects)
     by_bucket: dict[str, list[int]] = {}
-    for index, (bucket, _, _) in enumerate(objects):
-        by_bucket.setdefault(bucket, []).append(index)
+    for index, (bucket, key, version) in enumerate(objects):
+        if len(key.encode()) > MAX_KEY_BYTES:
+            outcomes[index] = failure(400, "KeyTooLongError", f"the key is longer than {MAX_KEY_BYTES} bytes")
+        elif _XML_SAFE.fullmatch(key) is None:
+            # A DeleteObjects body cannot carry this key as it is (XML turns CR into LF and has no
+            # way to write most control characters): the key goes in the URL of a DeleteObject.
+            outcomes[index] = _delete_one(s3, bucket, key, version)
+        else:
+            by_bucket.setdefault(bucket, []).append(index)
     for bucket, indexes in by_bucket.items():
         for start in range(0, len(indexes), MAX_KEYS_PER_REQUEST):
             batch = indexes[start : start + MAX_KEYS_PER_REQUEST]
@@ -67,6 +77,15 @@ def _delete_batch(s3: S3Client, bucket: str, objects: list[ObjectRef]) -> list[T
         or failure(500, "InternalError", "DeleteObjects did not report on this key", transient=True)
         for _, key, version in objects
     ]
+
+
+def _delete_one(s3: S3Client, bucket: str, key: str, version: str | None) -> TaskOutcome:
+    extra: dict[str, Any] = {"VersionId": version} if version else {}
+    try:
+        response = s3.delete_object(Bucket=bucket, Key=key, **extra)
+    except (ClientError, BotoCoreError) as exc:
+        return outcome_of_error(exc)
+    return success(200, _deleted_message(response))
 
 
 def _deleted_message(deleted: Any) -> str:

@@ -148,8 +148,9 @@ class ChunkLedger(Protocol):
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
         """One chunk of a job, or None if the job has no such chunk (any more)."""
 
-    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
-        """Mark a chunk as being run by ``worker`` until ``until`` (a delivered chunk's lease)."""
+    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
+        """Lease a delivered chunk to ``worker`` until ``until``, unless another worker holds it
+        (a lease that has not expired at ``now``). True if ``worker`` holds it now."""
 
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         """Extend a lease this worker holds; False if it lost it."""
@@ -157,8 +158,12 @@ class ChunkLedger(Protocol):
     def release_chunk(self, job_id: str, index: int, worker: str) -> None:
         """Give a lease back (the worker stops early: deadline, cancel)."""
 
-    def record_segment(self, job_id: str, segment: Segment) -> Segment:
-        """Record a segment unless one already starts there; return the one that stands."""
+    def record_segment(self, job_id: str, segment: Segment) -> Segment | None:
+        """Record a segment unless one already starts there; return the one that stands.
+
+        None if the chunk is gone: the job ended and its ledger was dropped, so a straggler's
+        outcomes can no longer change counts that a report already holds.
+        """
 
     def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
         """The segment that starts at ``start`` of chunk ``index``, if one was recorded."""
@@ -172,8 +177,11 @@ class ChunkLedger(Protocol):
     def busy_chunks(self, job_id: str, now: float) -> int:
         """Chunks of the job leased right now."""
 
+    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
+        """Become the one finalizer of a job until ``until`` (unless another one's claim holds)."""
+
     def drop_chunks(self, job_id: str) -> None:
-        """Forget a finished job's chunks and segments."""
+        """Forget a finished job's chunks, segments and claims."""
 
 
 class WorkerLedger(ChunkLedger, Protocol):

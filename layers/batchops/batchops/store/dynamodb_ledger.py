@@ -6,6 +6,7 @@ pk                                     sk                            holds
 ``LEDGER#<job_id>``                    ``CHUNK#<index>``             first_ordinal, task_count, payload
 ``LEDGER#<job_id>``                    ``SEG#<index>#<start>``       end, succeeded, failed, results
 ``LEDGER#<job_id>``                    ``HOLD#<index>``              worker, until: the chunk is running
+``LEDGER#<job_id>``                    ``FINALIZE``                  worker, until: the job's finalizer
 ``PROGRESS#<job_id>#<shard>``          ``PROGRESS``                  succeeded, failed (ADD)
 =====================================  ============================  =================================
 
@@ -18,19 +19,21 @@ is one BatchGetItem.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from batchops.store.base import ChunkRecord, Segment
+from batchops.store.base import ChunkRecord, Segment, StoreUnavailableError
 from batchops.store.dynamodb import unavailable_on_error
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 PROGRESS_SHARDS = 16
+TRANSACTION_ATTEMPTS = 6
 _BATCH_WRITE = 25
 Item = dict[str, Any]
 
@@ -60,17 +63,32 @@ class DynamoDBLedger:
         item = self._get(_ledger(job_id), _chunk_sk(index))
         return None if item is None else _chunk(item)
 
-    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
-        with unavailable_on_error():
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": _ledger(job_id)},
-                    "sk": {"S": f"HOLD#{index:010d}"},
-                    "worker": {"S": worker},
-                    "until": {"N": repr(until)},
-                },
-            )
+    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
+        return self._claim(job_id, f"HOLD#{index:010d}", worker, now, until)
+
+    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
+        return self._claim(job_id, "FINALIZE", worker, now, until)
+
+    def _claim(self, job_id: str, sk: str, worker: str, now: float, until: float) -> bool:
+        try:
+            with unavailable_on_error():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        "pk": {"S": _ledger(job_id)},
+                        "sk": {"S": sk},
+                        "worker": {"S": worker},
+                        "until": {"N": repr(until)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR #until < :now OR worker = :worker",
+                    ExpressionAttributeNames={"#until": "until"},
+                    ExpressionAttributeValues={":now": {"N": repr(now)}, ":worker": {"S": worker}},
+                )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
 
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         try:
@@ -102,8 +120,23 @@ class DynamoDBLedger:
             if not _conditional(exc):
                 raise
 
-    def record_segment(self, job_id: str, segment: Segment) -> Segment:
+    def record_segment(self, job_id: str, segment: Segment) -> Segment | None:
         key = {"pk": {"S": _ledger(job_id)}, "sk": {"S": _segment_sk(segment.index, segment.start)}}
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            reasons = self._record(job_id, key, segment)
+            if reasons is None:
+                return segment
+            if reasons[0] == "ConditionalCheckFailed":
+                standing = self._get(key["pk"]["S"], key["sk"]["S"])
+                if standing is not None:
+                    return _segment(standing)
+            elif reasons[1] == "ConditionalCheckFailed":
+                return None  # the chunk is gone: the job ended
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not secrecy
+        raise StoreUnavailableError(f"recording a segment of job {job_id} kept conflicting")
+
+    def _record(self, job_id: str, key: Item, segment: Segment) -> list[str] | None:
+        """Write the segment; None if it committed, else the cancellation code of each action."""
         try:
             with unavailable_on_error():
                 self._client.transact_write_items(
@@ -122,6 +155,13 @@ class DynamoDBLedger:
                             }
                         },
                         {
+                            "ConditionCheck": {
+                                "TableName": self._table,
+                                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _chunk_sk(segment.index)}},
+                                "ConditionExpression": "attribute_exists(pk)",
+                            }
+                        },
+                        {
                             "Update": {
                                 "TableName": self._table,
                                 "Key": _progress_key(job_id, segment.index % PROGRESS_SHARDS),
@@ -137,11 +177,9 @@ class DynamoDBLedger:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            standing = self._get(key["pk"]["S"], key["sk"]["S"])
-            if standing is None:
-                raise  # cancelled for another reason (a conflict): the caller's retry decides
-            return _segment(standing)
-        return segment
+            reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
+            return reasons + ["None"] * (3 - len(reasons))
+        return None
 
     def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
         item = self._get(_ledger(job_id), _segment_sk(index, start))

@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     lease_until REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, idx)
 );
+CREATE TABLE IF NOT EXISTS finalizers (
+    job_id TEXT PRIMARY KEY,
+    worker TEXT NOT NULL,
+    until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -204,12 +209,28 @@ class SQLiteJobStore:
             ).fetchone()
         return None if row is None else ChunkRecord(*row)
 
-    def hold_chunk(self, job_id: str, index: int, worker: str, until: float) -> None:
+    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
         with self._write() as db:
-            db.execute(
-                "UPDATE chunks SET lease_owner = ?, lease_until = ? WHERE job_id = ? AND idx = ?",
-                (worker, until, job_id, index),
+            return (
+                db.execute(
+                    "UPDATE chunks SET lease_owner = ?, lease_until = ? WHERE job_id = ? AND idx = ? "
+                    "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?)",
+                    (worker, until, job_id, index, now, worker),
+                ).rowcount
+                == 1
             )
+
+    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
+        with self._write() as db:
+            held = db.execute("SELECT worker, until FROM finalizers WHERE job_id = ?", (job_id,)).fetchone()
+            if held is not None and held[0] != worker and held[1] >= now:
+                return False
+            db.execute(
+                "INSERT INTO finalizers (job_id, worker, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (job_id) DO UPDATE SET worker = excluded.worker, until = excluded.until",
+                (job_id, worker, until),
+            )
+            return True
 
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         with self._write() as db:
@@ -229,8 +250,15 @@ class SQLiteJobStore:
                 (job_id, index, worker),
             )
 
-    def record_segment(self, job_id: str, segment: Segment) -> Segment:
+    def record_segment(self, job_id: str, segment: Segment) -> Segment | None:
         with self._write() as db:
+            if (
+                db.execute(
+                    "SELECT 1 FROM chunks WHERE job_id = ? AND idx = ?", (job_id, segment.index)
+                ).fetchone()
+                is None
+            ):
+                return None
             existing = db.execute(
                 "SELECT idx, start, stop, succeeded, failed, results FROM segments "
                 "WHERE job_id = ? AND idx = ? AND start = ?",
@@ -322,6 +350,7 @@ class SQLiteJobStore:
     def drop_chunks(self, job_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM finalizers WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     def close(self) -> None:

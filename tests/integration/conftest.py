@@ -1,0 +1,48 @@
+"""Fixtures of the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from batchops.api.routes import JobsApi
+from batchops.cli.main import local_service
+from batchops.cli.server import make_server, serve_in_thread
+from batchops.engine.embedded import EmbeddedDispatcher
+from batchops.engine.phases import Engine
+from batchops.engine.settings import EngineSettings
+from batchops.store.sqlite import SQLiteJobStore
+from tests.integration.jobs_harness import Service, engine_settings
+
+
+@pytest.fixture
+def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[tuple[Any, ...]] = []
+
+    def start(settings: EngineSettings | None = None, workers_started: bool = True) -> Service:
+        store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db")
+        config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+        s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+        service = local_service(store, max_active_jobs=100)
+        engine = Engine(service, store, s3, settings or engine_settings())
+        dispatcher = EmbeddedDispatcher(engine, store)
+        server = make_server(JobsApi(service), "127.0.0.1", 0)
+        thread = serve_in_thread(server)
+        if workers_started:
+            dispatcher.start()
+        started.append((server, thread, dispatcher, engine, store))
+        return Service(server.url, s3, store, dispatcher)
+
+    yield start
+    for server, thread, dispatcher, engine, store in started:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        dispatcher.stop()
+        engine.close()
+        store.close()

@@ -1,0 +1,117 @@
+"""How a chunk's tasks run: stops, transient failures, leases, and what a segment can hold."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from batchops.engine.outcomes import MAX_ENCODED_BYTES, decode_outcomes, encode_outcomes
+from batchops.engine.settings import EngineSettings
+from batchops.engine.tasks import run_tasks
+from batchops.jobs.model import DeleteObject, PutObjectCopy
+from batchops.manifest.tasks import ManifestTask
+from batchops.ops.delete import delete_tasks
+from batchops.ops.outcome import failure
+from tests.conftest import new_bucket
+from tests.faults import count_only, inject, s3_error
+from tests.integration.jobs_harness import (
+    Service,
+    csv_manifest,
+    engine_settings,
+    put_manifest,
+    request,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+
+def test_a_stop_leaves_transiently_failed_tasks_for_the_next_run(s3: S3Client, moto_endpoint: str) -> None:
+    # GIVEN six copies, the fourth throttled for good, and a runner told to stop as it ends
+    src, dst = new_bucket(s3), new_bucket(s3)
+    for n in range(6):
+        s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    # one attempt per call, so that botocore's throttle backoff does not slow the test down
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 1})
+    )
+    inject(
+        s3,
+        "CopyObject",
+        lambda request, _c: s3_error(503, "SlowDown") if request.url.endswith("/k3") else None,
+    )
+    calls = iter(range(100))
+    settings = EngineSettings(task_concurrency=1, transient_retries=0)
+    tasks = [ManifestTask(src, f"k{n}", None) for n in range(6)]
+    with ThreadPoolExecutor(2) as pool:
+        # WHEN it stops after the fifth task was started
+        outcomes = run_tasks(
+            s3,
+            PutObjectCopy(f"arn:aws:s3:::{dst}"),
+            tasks,
+            settings=settings,
+            pool=pool,
+            should_stop=lambda: next(calls) >= 5,
+        )
+    # THEN the segment ends before the throttled task: it runs again, it is not a failed row
+    assert [o.succeeded for o in outcomes] == [True, True, True]
+
+
+def test_outcomes_fit_one_item_whatever_their_language() -> None:
+    outcomes = [
+        failure(503, "SlowDown", f"\u8bf7\u6c42\u592a\u591a {n} " + "\u6f22" * 300) for n in range(1000)
+    ]
+    encoded = encode_outcomes(outcomes)
+    assert len(encoded) <= MAX_ENCODED_BYTES
+    decoded = decode_outcomes(encoded)
+    assert [(o.succeeded, o.http_status, o.error_code) for o in decoded] == [(False, 503, "SlowDown")] * 1000
+
+
+def test_keys_xml_cannot_carry_are_deleted_one_by_one(s3: S3Client) -> None:
+    bucket = new_bucket(s3)
+    batched = inject(s3, "DeleteObjects", count_only())
+    single = inject(s3, "DeleteObject", count_only())
+    outcomes = delete_tasks(
+        s3, [(bucket, "plain", None), (bucket, "carriage\rreturn", None), (bucket, "k" * 1025, None)]
+    )
+    assert len(single.seen) == 1 and len(batched.seen) == 1
+    body = batched.seen[0].body
+    assert isinstance(body, bytes) and b"carriage" not in body
+    assert outcomes[0].succeeded
+    assert (outcomes[2].succeeded, outcomes[2].error_code) == (False, "KeyTooLongError")
+
+
+def test_a_task_longer_than_the_lease_keeps_its_chunk(make_service: Callable[..., Service]) -> None:
+    # GIVEN copies that each take longer than the lease, and two workers
+    svc = make_service(engine_settings(chunk_max_tasks=4, workers=2, task_concurrency=1, lease_seconds=0.3))
+    copies = inject(svc.s3, "CopyObject", lambda _r, _c: time.sleep(0.4))
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(4):
+        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n}") for n in range(4)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    # WHEN the job runs
+    job = svc.wait(svc.create(request(src, "m.csv", etag, copy, src)), "Complete")
+    # THEN the heartbeat kept the lease: the other worker never ran the chunk as well
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "4"
+    assert len(copies.seen) == 4
+
+
+def test_deletes_run_in_one_request_per_chunk(s3: S3Client) -> None:
+    bucket = new_bucket(s3)
+    sent = inject(s3, "DeleteObjects", count_only())
+    with ThreadPoolExecutor(1) as pool:
+        outcomes = run_tasks(
+            s3,
+            DeleteObject(),
+            [ManifestTask(bucket, f"k{n}", None) for n in range(1500)],
+            settings=EngineSettings(),
+            pool=pool,
+            should_stop=lambda: False,
+        )
+    assert len(outcomes) == 1500 and len(sent.seen) == 2
