@@ -49,7 +49,10 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     message = WorkMessage.parse(record.body)
     logger.append_keys(job_id=message.job_id, work=message.kind, chunk=message.index, start=message.start)
     worker.handle(
-        message, f"lambda:{lambda_context.aws_request_id}", lambda_context.get_remaining_time_in_millis
+        message,
+        f"lambda:{lambda_context.aws_request_id}",
+        lambda_context.get_remaining_time_in_millis,
+        receive_count=int(record.attributes.approximate_receive_count or 1),
     )
     metrics.add_metric(name=f"{message.kind.capitalize()}Done", unit=MetricUnit.Count, value=1)
 

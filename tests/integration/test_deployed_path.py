@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from tests.conftest import EVENTS, ROOT, create_jobs_table, new_bucket
-from tests.faults import inject
+from tests.faults import inject, s3_error
 from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
 if TYPE_CHECKING:
@@ -266,3 +266,15 @@ def test_the_events_files_go_through_the_handler(deployment: Deployment, s3: S3C
             deployment.run_job.worker.engine.activate("1250000000", job_id)
     # THEN the chunk ran
     assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 3
+
+
+def test_a_manifest_that_never_answers_fails_the_job_before_the_dlq(
+    deployment: Deployment, s3: S3Client
+) -> None:
+    body, _, _ = copy_job(s3, 2)
+    inject(deployment.run_job.s3, "GetObject", lambda _r, _c: s3_error(500, "InternalError", "try again"))
+    job_id = deployment.create_job(body)
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Failed")
+    job = deployment.job(job_id)
+    assert job.failure_reasons[0].code == "ManifestUnreadable"
+    assert [m.get("kind") for m in deployment.received].count("prepare") == 4

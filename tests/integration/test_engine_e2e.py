@@ -361,3 +361,18 @@ def test_a_priority_change_applies_to_chunks_not_yet_started(make_service: Calla
     # THEN every chunk of "a" runs before the rest of "b"
     order = ["a" if b"<Key>a/" in (r.body or b"") else "b" for r in seen.seen]
     assert order == ["b", "a", "a", "a", "a", "b", "b", "b"]
+
+
+def test_a_manifest_that_never_answers_fails_the_job_after_its_attempts(
+    make_service: Callable[..., Service],
+) -> None:
+    from tests.faults import inject, s3_error
+
+    svc = make_service(engine_settings(prepare_attempts=3, prepare_retry_seconds=0.05))
+    bucket = new_bucket(svc.s3)
+    etag = put_manifest(svc.s3, bucket, "m.csv", csv_manifest([(bucket, "a")]))
+    manifest_reads = inject(svc.s3, "GetObject", lambda _r, _c: s3_error(500, "InternalError", "try again"))
+    job = svc.wait(svc.create(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket)), "Failed")
+    assert job.findtext("FailureReasons/JobFailure/FailureCode") == "ManifestUnreadable"
+    attempts = {r.headers["amz-sdk-invocation-id"] for r in manifest_reads.seen}  # one per GetObject call
+    assert len(attempts) == 3

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 _ENDING = frozenset({JobStatus.COMPLETING.value, JobStatus.FAILING.value, JobStatus.CANCELLING.value})
 _BATCH = 32
 _PREPARABLE = frozenset({JobStatus.NEW.value, JobStatus.PREPARING.value})
-PREPARE_RETRY_SECONDS = 5.0
 
 
 class EmbeddedDispatcher:
@@ -43,6 +42,7 @@ class EmbeddedDispatcher:
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._resumed = False
         self._retry_after: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}
 
     def start(self) -> None:
         self.resume()
@@ -112,14 +112,17 @@ class EmbeddedDispatcher:
         return False
 
     def _prepare(self, appid: str, job_id: str) -> None:
+        attempt = self._attempts.get(job_id, 0) + 1
         try:
-            self.engine.prepare(appid, job_id)
+            self.engine.prepare(appid, job_id, last_attempt=attempt >= self.engine.settings.prepare_attempts)
         except (ManifestError, StoreError, JobStoreUnavailableError) as exc:
             # Transient: the manifest or store did not answer. Try again a little later.
-            log.warning("job %s: preparing will be retried: %s", job_id, exc)
-            self._retry_after[job_id] = self.engine.clock() + PREPARE_RETRY_SECONDS
+            log.warning("job %s: preparing will be retried (attempt %d): %s", job_id, attempt, exc)
+            self._attempts[job_id] = attempt
+            self._retry_after[job_id] = self.engine.clock() + self.engine.settings.prepare_retry_seconds
         else:
             self._retry_after.pop(job_id, None)
+            self._attempts.pop(job_id, None)
 
     def _loop(self, worker: str) -> None:
         while not self._stop.is_set():

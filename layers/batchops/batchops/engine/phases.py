@@ -74,8 +74,12 @@ class Engine:
 
     # --- prepare --------------------------------------------------------------------------------
 
-    def prepare(self, appid: str, job_id: str) -> None:
-        """Plan a New (or interrupted Preparing) job. Transient manifest errors propagate: retry later."""
+    def prepare(self, appid: str, job_id: str, last_attempt: bool = False) -> None:
+        """Plan a New (or interrupted Preparing) job.
+
+        A transient manifest error (throttling, 5xx, a dropped connection) propagates so the caller
+        tries again later, unless this is the ``last_attempt``: then it fails the job like any other.
+        """
         job = self.service.get(appid, job_id)
         if job.status is JobStatus.NEW:
             try:
@@ -87,7 +91,7 @@ class Engine:
         try:
             total, chunks = self._plan(job)
         except ManifestError as exc:
-            if exc.transient:
+            if exc.transient and not last_attempt:
                 raise
             log.info("job %s: manifest refused: %s", job_id, exc)
             self.ledger.drop_chunks(job_id)

@@ -25,8 +25,12 @@ class EngineSettings:
     status_poll_seconds: float = 1.0
     """How often a running chunk looks at its job's status (cancel stops it within about this)."""
     idle_poll_seconds: float = 0.2
+    prepare_attempts: int = 12
+    prepare_retry_seconds: float = 5.0
+    """A manifest that does not answer is tried this often, this far apart (embedded), then the job fails."""
     copy: CopySettings = field(default_factory=CopySettings)
 
     @property
     def s3_connections(self) -> int:
-        return self.workers * self.task_concurrency + 4
+        # A large copy runs its parts in parallel inside one task.
+        return self.workers * self.task_concurrency * max(1, self.copy.part_concurrency) + 4

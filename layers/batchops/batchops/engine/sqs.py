@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from batchops.engine.phases import Engine
 from batchops.jobs.model import Job
-from batchops.jobs.status import JobStatus
+from batchops.jobs.status import JobStatus, is_terminal
 from batchops.store.base import ChunkClaim
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ FANOUT_CHUNKS = 1000
 SEND_BATCH = 10
 SEND_ATTEMPTS = 3
 FINALIZE_RETRY_SECONDS = 10
+PREPARE_ATTEMPTS = 4
 _ENDING = frozenset({JobStatus.COMPLETING, JobStatus.FAILING, JobStatus.CANCELLING})
 
 
@@ -115,6 +116,9 @@ class SqsDispatcher:
         elif after.status in _ENDING:
             delay = self._cancel_grace if after.status is JobStatus.CANCELLING else 0
             self.send([replace_kind(message, "finalize")], delay_seconds=delay)
+        elif is_terminal(after.status) and before is not None and before.status not in _ENDING:
+            # Ended without running (cancelled, or failed while preparing): drop what was planned.
+            self.send([replace_kind(message, "finalize")])
 
 
 def replace_kind(message: WorkMessage, kind: Kind, index: int = 0, start: int = 0) -> WorkMessage:
@@ -131,10 +135,14 @@ class SqsWorker:
         self.dispatcher = dispatcher
         self.deadline_margin = deadline_margin_seconds
 
-    def handle(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
+    def handle(
+        self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int], receive_count: int = 1
+    ) -> None:
         engine = self.engine
         if message.kind == "prepare":
-            engine.prepare(message.appid, message.job_id)
+            # Before SQS gives up on the message (maxReceiveCount 5), a manifest that keeps not
+            # answering fails the job, saying why, instead of leaving it Preparing.
+            engine.prepare(message.appid, message.job_id, last_attempt=receive_count >= PREPARE_ATTEMPTS)
         elif message.kind == "activate":
             engine.activate(message.appid, message.job_id)
         elif message.kind == "fanout":

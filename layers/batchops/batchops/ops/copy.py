@@ -202,7 +202,15 @@ class _Copy:
         values: dict[str, Any] = {}
         if keeps_source:
             head = self.head()
-            for name in ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "Expires"):
+            for name in (
+                "ContentType",
+                "CacheControl",
+                "ContentDisposition",
+                "ContentEncoding",
+                "ContentLanguage",
+                "Expires",
+                "WebsiteRedirectLocation",
+            ):
                 if head.get(name):
                     values[name] = head[name]
             values["Metadata"] = dict(head.get("Metadata") or {})
