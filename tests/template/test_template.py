@@ -103,3 +103,11 @@ def test_every_function_has_its_settings() -> None:
     env = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert {"JOBS_TABLE", "WORK_QUEUE_URL"} <= set(env)
     assert {"JobsApiFunction", "RunJobFunction"} <= set(resources)
+
+
+def test_submit_function_is_triggered_swept_and_has_a_failure_destination() -> None:
+    function = template()["Resources"]["SubmitJobFunction"]["Properties"]
+    events = {event["Type"] for event in function["Events"].values()}
+    assert events == {"EventBridgeRule", "Schedule"}
+    assert function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+    assert (ROOT / "events" / "submit_job" / "scheduled.json").is_file()

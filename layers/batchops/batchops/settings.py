@@ -13,6 +13,8 @@ from pathlib import Path
 
 from batchops.engine.settings import EngineSettings
 from batchops.ops.copy import CopySettings
+from batchops.submit.errors import RuleError
+from batchops.submit.rules import Rule, rules_from_env
 
 DEFAULT_DB = Path(".batchops") / "batchops.db"
 DEFAULT_MAX_ACTIVE_JOBS = 1000
@@ -130,3 +132,43 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]{1,15}", raw.strip()) or int(raw) < 1:
         raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    """The submit function (`functions/submit_job`) and `batchops submit`."""
+
+    rules: list[Rule]
+    target: str
+    """``direct`` (the job service on JOBS_TABLE) or ``http`` (POST /jobs to BATCHOPS_ENDPOINT)."""
+    jobs_table: str | None
+    work_queue_url: str | None
+    endpoint: str
+    secret_id: str | None
+    secret_key: str | None
+    max_active_jobs: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], default_target: str = "direct") -> SubmitSettings:
+        try:
+            rules = rules_from_env(env, env.get("BATCHOPS_APPID") or DEFAULT_APPID)
+        except RuleError as exc:
+            raise SettingsError(str(exc)) from exc
+        target = env.get("BATCHOPS_TARGET") or default_target
+        if target not in ("direct", "http"):
+            raise SettingsError(f"BATCHOPS_TARGET must be direct or http, not {target!r}")
+        if target == "direct" and not env.get("JOBS_TABLE"):
+            raise SettingsError("BATCHOPS_TARGET=direct needs JOBS_TABLE")
+        secret_id, secret_key = env.get("BATCHOPS_SECRET_ID") or None, env.get("BATCHOPS_SECRET_KEY") or None
+        if (secret_id is None) != (secret_key is None):
+            raise SettingsError("BATCHOPS_SECRET_ID and BATCHOPS_SECRET_KEY go together")
+        return cls(
+            rules=rules,
+            target=target,
+            jobs_table=env.get("JOBS_TABLE") or None,
+            work_queue_url=env.get("WORK_QUEUE_URL") or None,
+            endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+        )

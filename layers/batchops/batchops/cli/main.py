@@ -7,6 +7,7 @@ settings, 3 when the service could not be reached.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from batchops.api.routes import JobsApi
 from batchops.cli import tables
@@ -23,8 +25,12 @@ from batchops.clients import s3_client
 from batchops.engine.embedded import EmbeddedDispatcher
 from batchops.engine.phases import Engine
 from batchops.jobs.service import JobService
-from batchops.settings import LocalSettings, SettingsError
+from batchops.settings import LocalSettings, SettingsError, SubmitSettings
 from batchops.store.sqlite import SQLiteJobStore
+from batchops.submit.service import Submission
+from batchops.submit.targets import SubmitError
+from batchops.submit.triggers import EventError, parse_event
+from batchops.submit.wiring import submitter_from_settings
 
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2
@@ -105,6 +111,28 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
     run.set_defaults(run=_run)
 
+    _add_jobs_commands(commands, settings)
+
+    submit = commands.add_parser(
+        "submit", help="submit jobs for a trigger event, as functions/submit_job does (its CLI twin)"
+    )
+    submit.add_argument(
+        "--event", type=Path, required=True, metavar="FILE", help="an event such as events/submit_job/*.json"
+    )
+    submit.add_argument(
+        "--endpoint",
+        default=settings.endpoint,
+        help=f"jobs API URL (BATCHOPS_ENDPOINT, default {settings.endpoint})",
+    )
+    submit.set_defaults(run=_submit)
+
+    demo = commands.add_parser("demo", help="run the demo on a temporary embedded service")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _add_jobs_commands(commands: Any, settings: LocalSettings) -> None:
+    """`batchops jobs ...`: a client of the jobs API."""
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(
         "--endpoint",
@@ -158,10 +186,6 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     delete = jobs.add_parser("delete", parents=[client], help="delete a Complete, Failed or Cancelled job")
     delete.add_argument("job_id")
     delete.set_defaults(run=_delete)
-
-    demo = commands.add_parser("demo", help="run the demo on a temporary embedded service")
-    demo.set_defaults(run=_demo)
-    return parser
 
 
 def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
@@ -252,6 +276,36 @@ def _priority(args: argparse.Namespace, settings: LocalSettings) -> int:
 def _delete(args: argparse.Namespace, settings: LocalSettings) -> int:
     _client(args).delete_job(args.job_id)
     print(f"{args.job_id}  deleted")
+    return 0
+
+
+def _submit(args: argparse.Namespace, settings: LocalSettings) -> int:
+    try:
+        event = json.loads(args.event.read_text())
+        submit_settings = SubmitSettings.from_env(
+            {**os.environ, "BATCHOPS_ENDPOINT": args.endpoint}, default_target="http"
+        )
+    except OSError as exc:
+        print(f"error: cannot read {args.event}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except (json.JSONDecodeError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not submit_settings.rules:
+        print("error: no rules: set BATCHOPS_RULES or BATCHOPS_OPERATION (see README)", file=sys.stderr)
+        return EXIT_USAGE
+    s3 = s3_client(8, settings.s3_addressing_style)
+    try:
+        outcomes = submitter_from_settings(submit_settings, s3).handle(parse_event(event))
+    except (EventError, SubmitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_API_ERROR
+    for outcome in outcomes:
+        if isinstance(outcome, Submission):
+            state = "already submitted" if outcome.duplicate else "submitted"
+            print(f"{outcome.job_id}  {state}  rule {outcome.rule}  s3://{outcome.manifest}")
+        else:
+            print(f"skipped  {outcome.key or '(event)'}: {outcome.reason}")
     return 0
 
 

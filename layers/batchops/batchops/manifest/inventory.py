@@ -36,7 +36,8 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Literal
+from datetime import UTC, datetime
+from typing import IO, Any, BinaryIO, Literal, TypeVar
 
 from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_row, where_row
 from batchops.manifest.resources import ResourceError, parse_bucket
@@ -321,3 +322,175 @@ def _columnar_file_tasks(
             raise ManifestError(
                 MALFORMED, f"{what} is not a readable {manifest.file_format} file: {exc}"
             ) from exc
+
+
+# -- inventory records: a task plus the columns object filters need ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRecord:
+    """One inventory row: its task and the metadata filters look at.
+
+    A field is None when fileSchema has no such column or the row's cell is empty (S3 leaves
+    Size and StorageClass empty on delete markers); filters treat None as "unknown", never as a
+    value. ``last_modified`` is always timezone-aware UTC.
+    """
+
+    task: ManifestTask
+    size: int | None
+    last_modified: datetime | None
+    storage_class: str | None
+    is_latest: bool | None
+    is_delete_marker: bool | None
+
+
+def iter_inventory_records(
+    manifest: InventoryManifest, open_file: Callable[[str], BinaryIO]
+) -> Iterator[InventoryRecord]:
+    """Yield a record per row, streaming and checking MD5s exactly as ``iter_inventory_tasks`` does.
+
+    As there, a checksum mismatch is raised after the file's records were yielded, so consume the
+    whole iterator before acting on any record. CSV inventories only: records exist for object
+    filters, which S3's manifest generator also applies to CSV inventories only, and reading
+    metadata columns from ORC or Parquet would need pyarrow, which the Lambda layer does not ship.
+    A cell that cannot be read (a Size that is not a whole number, an unknown date or boolean)
+    fails the manifest: a guess would make a filter keep or drop the wrong objects.
+    """
+    if manifest.file_format != "CSV":
+        raise ManifestError(
+            FORMAT_UNSUPPORTED,
+            f"object filters need a CSV inventory; this one is {manifest.file_format}",
+        )
+    columns = _schema_columns(manifest.file_schema)
+    extra = _record_columns(manifest.file_schema)
+
+    def record(row: list[str], where: str) -> InventoryRecord:
+        return _record_from_row(row, columns, extra, where)
+
+    for entry in manifest.files:
+        yield from _csv_file_rows(entry, columns, open_file, record)
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordColumns:
+    """Where the metadata columns sit in a row (None: fileSchema does not have it)."""
+
+    size: int | None
+    last_modified: int | None
+    storage_class: int | None
+    is_latest: int | None
+    is_delete_marker: int | None
+
+    @property
+    def needed(self) -> int:
+        """Columns a row must have to reach every metadata column (0 when there is none)."""
+        found = (self.size, self.last_modified, self.storage_class, self.is_latest, self.is_delete_marker)
+        return 1 + max((index for index in found if index is not None), default=-1)
+
+
+def _record_columns(schema: tuple[str, ...]) -> _RecordColumns:
+    folded = [name.lower() for name in schema]
+
+    def index(name: str) -> int | None:
+        if folded.count(name) > 1:
+            raise ManifestError(MALFORMED, f"inventory fileSchema names {name!r} more than once")
+        return folded.index(name) if name in folded else None
+
+    return _RecordColumns(
+        size=index("size"),
+        last_modified=index("lastmodifieddate"),
+        storage_class=index("storageclass"),
+        is_latest=index("islatest"),
+        is_delete_marker=index("isdeletemarker"),
+    )
+
+
+_CsvItem = TypeVar("_CsvItem")
+
+
+def _csv_file_rows(
+    entry: InventoryFile,
+    columns: CsvColumns,
+    open_file: Callable[[str], BinaryIO],
+    build: Callable[[list[str], str], _CsvItem],
+) -> Iterator[_CsvItem]:
+    """``_csv_file_tasks`` with the row-to-item step passed in (same gzip, header and MD5 rules)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    stream = open_file(entry.key)
+    try:
+        compressed = io.BufferedReader(
+            SourceReader(stream, close_source=False, on_data=digest.update), BUFFER_SIZE
+        )
+        what = f"inventory file {entry.key}"
+        try:
+            first = True
+            with gzip.GzipFile(fileobj=compressed, mode="rb") as rows:
+                for row_number, line, row in iter_csv_rows(rows, what):
+                    if first and _is_header(row, columns):
+                        first = False
+                        continue
+                    first = False
+                    yield build(row, f"{what}, {where_row(row_number, line)}")
+        except (OSError, EOFError, zlib.error) as exc:
+            _verify(entry, digest, compressed)
+            raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
+        except ManifestError as exc:
+            if exc.code == MALFORMED:
+                _verify(entry, digest, compressed)
+            raise
+        _verify(entry, digest, compressed)
+    finally:
+        stream.close()
+
+
+def _record_from_row(
+    row: list[str], columns: CsvColumns, extra: _RecordColumns, where: str
+) -> InventoryRecord:
+    task = task_from_row(row, columns, where)
+    if len(row) < extra.needed:
+        raise ManifestError(
+            MALFORMED,
+            f"{where} has {len(row)} column(s) but fileSchema puts metadata in column {extra.needed}",
+        )
+    return InventoryRecord(
+        task=task,
+        size=_size_cell(_cell(row, extra.size), where),
+        last_modified=_date_cell(_cell(row, extra.last_modified), where),
+        storage_class=_cell(row, extra.storage_class) or None,
+        is_latest=_bool_cell(_cell(row, extra.is_latest), "IsLatest", where),
+        is_delete_marker=_bool_cell(_cell(row, extra.is_delete_marker), "IsDeleteMarker", where),
+    )
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    return "" if index is None else row[index].strip(" \t")
+
+
+def _size_cell(text: str, where: str) -> int | None:
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise ManifestError(MALFORMED, f"{where} has Size {text!r}, which is not a whole number of bytes")
+    return int(text)
+
+
+def _date_cell(text: str, where: str) -> datetime | None:
+    """S3 writes ``2026-11-20T03:04:05.000Z``; an offset-less time is read as UTC, as inventories are."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ManifestError(
+            MALFORMED, f"{where} has LastModifiedDate {text!r}, which is not an ISO-8601 time"
+        ) from exc
+    if moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _bool_cell(text: str, name: str, where: str) -> bool | None:
+    folded = text.lower()
+    if folded in ("", "true", "false"):
+        return None if not folded else folded == "true"
+    raise ManifestError(MALFORMED, f"{where} has {name} {text!r}; expected true or false")

@@ -1,0 +1,1 @@
+"""Submit: a landed manifest becomes one CreateJob per matching rule."""
