@@ -15,6 +15,7 @@ from batchops.engine.settings import EngineSettings
 from batchops.ops.copy import CopySettings
 from batchops.submit.errors import RuleError
 from batchops.submit.rules import Rule, rules_from_env
+from batchops.submit.s3control import TranslationError, to_create_job
 
 DEFAULT_DB = Path(".batchops") / "batchops.db"
 DEFAULT_MAX_ACTIVE_JOBS = 1000
@@ -147,6 +148,8 @@ class SubmitSettings:
     secret_id: str | None
     secret_key: str | None
     max_active_jobs: int
+    account_id: str | None
+    """The AWS account of S3 Batch Operations jobs (the s3control target)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_target: str = "direct") -> SubmitSettings:
@@ -155,8 +158,21 @@ class SubmitSettings:
         except RuleError as exc:
             raise SettingsError(str(exc)) from exc
         target = env.get("BATCHOPS_TARGET") or default_target
-        if target not in ("direct", "http"):
-            raise SettingsError(f"BATCHOPS_TARGET must be direct or http, not {target!r}")
+        if target not in ("direct", "http", "s3control"):
+            raise SettingsError(f"BATCHOPS_TARGET must be direct, http or s3control, not {target!r}")
+        account_id = env.get("BATCHOPS_ACCOUNT_ID") or None
+        if target == "s3control":
+            if account_id is None or not re.fullmatch(r"[0-9]{12}", account_id):
+                raise SettingsError(
+                    f"BATCHOPS_TARGET=s3control needs BATCHOPS_ACCOUNT_ID (12 digits), not {account_id!r}"
+                )
+            for rule in rules:
+                try:
+                    to_create_job(rule.sample_spec(), account_id)
+                except TranslationError as exc:
+                    raise SettingsError(
+                        f"rule {rule.name!r}: S3 Batch Operations cannot run it: {exc}"
+                    ) from exc
         if target == "direct" and not env.get("JOBS_TABLE"):
             raise SettingsError("BATCHOPS_TARGET=direct needs JOBS_TABLE")
         secret_id, secret_key = env.get("BATCHOPS_SECRET_ID") or None, env.get("BATCHOPS_SECRET_KEY") or None
@@ -171,4 +187,5 @@ class SubmitSettings:
             secret_id=secret_id,
             secret_key=secret_key,
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
+            account_id=account_id,
         )

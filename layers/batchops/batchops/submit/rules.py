@@ -129,6 +129,17 @@ class Rule:
     def spec_for(self, **request: Any) -> JobSpec:
         return parse_create_job(self.request_xml(**request))
 
+    def sample_spec(self) -> JobSpec:
+        """The job this rule makes for a sample manifest (to check a rule before any lands)."""
+        return self.spec_for(
+            token="00000000-0000-5000-8000-000000000000",  # noqa: S106 - a sample request token
+            bucket="sample-bucket",
+            key="sample/manifest.json",
+            etag='"0123456789abcdef0123456789abcdef"',
+            version_id=None,
+            when=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+
 
 def rules_from_env(env: Mapping[str, str], default_appid: str) -> list[Rule]:
     """Every rule the environment configures, checked. Raises RuleError."""
@@ -208,14 +219,7 @@ def parse_rule(item: object, position: int, default_appid: str) -> Rule:
 def _check_request(rule: Rule) -> None:
     """Build a request with sample values and parse it as the API would."""
     try:
-        rule.spec_for(
-            token="00000000-0000-5000-8000-000000000000",  # noqa: S106 - a sample request token
-            bucket="sample-bucket",
-            key="sample/manifest.json",
-            etag='"0123456789abcdef0123456789abcdef"',
-            version_id=None,
-            when=datetime(2026, 1, 1, tzinfo=UTC),
-        )
+        rule.sample_spec()
     except ApiError as exc:
         field = next(
             (f for f in ("Operation", "Report", "RoleArn", "Priority", "Description") if f in exc.message),

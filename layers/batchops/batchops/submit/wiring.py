@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import boto3
+
 from batchops.clients import dynamodb_client, sqs_client
 from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import SubmitSettings
 from batchops.store.dynamodb import DynamoDBJobStore
+from batchops.submit.s3control import S3ControlTarget
 from batchops.submit.service import Submitter
 from batchops.submit.targets import Credentials, DirectTarget, HttpTarget, Target
 
@@ -27,6 +30,9 @@ def submitter_from_settings(settings: SubmitSettings, s3: S3Client) -> Submitter
             on_change=None if dispatcher is None else dispatcher.on_job_change,
         )
         target = DirectTarget(service)
+    elif settings.target == "s3control":
+        assert settings.account_id is not None
+        target = S3ControlTarget(boto3.client("s3control"), settings.account_id)
     else:
         credentials = (
             Credentials(settings.secret_id, settings.secret_key)
