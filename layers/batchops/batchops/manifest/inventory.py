@@ -191,32 +191,7 @@ def _file(entry: object, number: int) -> InventoryFile:
 def _csv_file_tasks(
     entry: InventoryFile, columns: CsvColumns, open_file: Callable[[str], BinaryIO]
 ) -> Iterator[ManifestTask]:
-    digest = hashlib.md5(usedforsecurity=False)
-    stream = open_file(entry.key)
-    try:
-        compressed = io.BufferedReader(
-            SourceReader(stream, close_source=False, on_data=digest.update), BUFFER_SIZE
-        )
-        what = f"inventory file {entry.key}"
-        try:
-            first = True
-            with gzip.GzipFile(fileobj=compressed, mode="rb") as rows:
-                for row_number, line, row in iter_csv_rows(rows, what):
-                    if first and _is_header(row, columns):
-                        first = False
-                        continue
-                    first = False
-                    yield task_from_row(row, columns, f"{what}, {where_row(row_number, line)}")
-        except (OSError, EOFError, zlib.error) as exc:
-            _verify(entry, digest, compressed)
-            raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
-        except ManifestError as exc:
-            if exc.code == MALFORMED:
-                _verify(entry, digest, compressed)
-            raise
-        _verify(entry, digest, compressed)
-    finally:
-        stream.close()
+    return _csv_file_rows(entry, columns, open_file, lambda row, where: task_from_row(row, columns, where))
 
 
 def _is_header(row: list[str], columns: CsvColumns) -> bool:
@@ -414,7 +389,8 @@ def _csv_file_rows(
     open_file: Callable[[str], BinaryIO],
     build: Callable[[list[str], str], _CsvItem],
 ) -> Iterator[_CsvItem]:
-    """``_csv_file_tasks`` with the row-to-item step passed in (same gzip, header and MD5 rules)."""
+    """Stream one gzip CSV data file, skipping a header row, checking its MD5 once read, and turning
+    each row into an item with ``build``."""
     digest = hashlib.md5(usedforsecurity=False)
     stream = open_file(entry.key)
     try:
