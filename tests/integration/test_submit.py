@@ -30,7 +30,7 @@ from batchops.submit.rules import parse_rule
 from batchops.submit.service import Submitter
 from batchops.submit.targets import Credentials, HttpTarget
 from batchops.submit.token import client_request_token
-from batchops.submit.triggers import parse_event
+from batchops.submit.triggers import LandedObject, parse_event
 from tests.conftest import EVENTS, create_jobs_table, run_server
 from tests.integration.test_deployed_path import Context, load
 
@@ -309,3 +309,152 @@ def test_a_filtered_rule_submits_a_job_on_the_filtered_manifest(s3: S3Client, tm
     tasks = list(iter_csv_tasks(body, [f.value for f in job.spec.manifest.spec.fields]))
     assert [t.key for t in tasks] == ["obj/3", "obj/4"]
     store.close()
+
+
+def sqlite_submitter(
+    tmp_path: Path, s3: S3Client, rules: list[Any], **kwargs: Any
+) -> tuple[Submitter, JobService]:
+    from batchops.submit.targets import DirectTarget
+
+    service = JobService(SQLiteJobStore(tmp_path / f"{uuid.uuid4().hex}.db"), max_active_jobs=100)
+    return Submitter(rules, s3, DirectTarget(service), **kwargs), service
+
+
+def test_the_sweep_covers_each_configuration_and_leaves_old_inventories_alone(
+    s3: S3Client, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from batchops.submit.triggers import Sweep
+
+    # GIVEN two inventory configurations under one rule, and a rule whose bucket is gone
+    bucket = f"inv-{uuid.uuid4().hex[:8]}"
+    land_inventory(s3, bucket, "inv/src/config-a/2026-11-24T01-00Z/")
+    land_inventory(s3, bucket, "inv/src/config-b/2026-11-24T01-00Z/")
+    rule = parse_rule({**RULES[0], "match": {"bucket": bucket, "prefix": "inv/"}}, 0, "1")
+    gone = parse_rule(
+        {**RULES[0], "name": "gone", "match": {"bucket": "no-such-bucket-here", "prefix": "x/"}}, 1, "1"
+    )
+    submitter, _ = sqlite_submitter(tmp_path, s3, [gone, rule])
+    # WHEN the schedule fires THEN each configuration is submitted, and the missing bucket is reported
+    outcomes = submitter.handle(Sweep())
+    assert sorted(o.manifest for o in outcomes if hasattr(o, "manifest")) == [
+        f"{bucket}/inv/src/config-a/2026-11-24T01-00Z/manifest.json",
+        f"{bucket}/inv/src/config-b/2026-11-24T01-00Z/manifest.json",
+    ]
+    assert any("sweep failed" in getattr(o, "reason", "") for o in outcomes)
+    # AND three days later those inventories are too old to sweep again
+    later, _ = sqlite_submitter(tmp_path, s3, [rule], clock=lambda: datetime.now(UTC) + timedelta(days=3))
+    assert later.handle(Sweep()) == []
+
+
+def test_a_multipart_manifest_json_is_checked_by_its_content(s3: S3Client, tmp_path: Path) -> None:
+    # GIVEN a manifest.json uploaded in parts (its ETag is not its MD5)
+    bucket = f"inv-{uuid.uuid4().hex[:8]}"
+    prefix = "inv/src/cfg/2026-11-24T01-00Z/"
+    land_inventory(s3, bucket, prefix)
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}manifest.json")["Body"].read()
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}manifest.json")
+    part = s3.upload_part(
+        Bucket=bucket, Key=f"{prefix}manifest.json", UploadId=upload["UploadId"], PartNumber=1, Body=body
+    )
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=f"{prefix}manifest.json",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    assert "-" in s3.head_object(Bucket=bucket, Key=f"{prefix}manifest.json")["ETag"]
+    rule = parse_rule({**RULES[0], "match": {"bucket": bucket, "prefix": "inv/"}}, 0, "1")
+    submitter, _ = sqlite_submitter(tmp_path, s3, [rule])
+    # WHEN its checksum lands THEN it counts as complete
+    (outcome,) = submitter.submit(LandedObject(bucket, f"{prefix}manifest.checksum"))
+    assert hasattr(outcome, "job_id"), outcome
+
+
+def test_a_filtered_manifest_is_written_once(s3: S3Client, tmp_path: Path) -> None:
+    from tests.faults import count_only, inject
+
+    bucket = f"inv-{uuid.uuid4().hex[:8]}"
+    land_inventory(s3, bucket, "inv/src/cfg/2026-11-24T01-00Z/")
+    rule = parse_rule(
+        {
+            **RULES[0],
+            "match": {"bucket": bucket, "prefix": "inv/"},
+            "filters": {"modifiedAfter": "30d"},
+            "filteredManifest": {"bucket": bucket, "prefix": "filtered/"},
+        },
+        0,
+        "1",
+    )
+    submitter, _ = sqlite_submitter(tmp_path, s3, [rule])
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": bucket},
+                    "object": {"key": "inv/src/cfg/2026-11-24T01-00Z/manifest.checksum"},
+                },
+            }
+        ]
+    }
+    (first,) = submitter.handle(parse_event(event))
+    writes = inject(s3, "PutObject", count_only())
+    (second,) = submitter.handle(parse_event(event))
+    assert (second.job_id, second.duplicate) == (first.job_id, True)  # type: ignore[union-attr]
+    assert writes.seen == []  # the job's pinned manifest was not rewritten
+
+
+def test_a_cos_style_duplicate_answer_is_success(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Cos(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"<Error><Code>InvalidRequest</Code><Message>Duplicate request</Message><RequestId>x</RequestId></Error>"
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cos)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        submitted = HttpTarget(f"http://127.0.0.1:{server.server_address[1]}").submit(
+            "1", b"<CreateJobRequest/>"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (submitted.job_id, submitted.duplicate) == ("", True)
+
+
+def test_the_copy_rule_makes_exactly_this_request(s3: S3Client) -> None:
+    from datetime import UTC, datetime
+
+    rule = parse_rule(RULES[0], 0, "1250000000")
+    xml = rule.request_xml(
+        token="tok",
+        bucket="inv",
+        key="p/2026-11-24T01-00Z/manifest.json",
+        etag='"e"',
+        version_id=None,
+        when=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert parse_create_job(xml) == parse_create_job(
+        b"""<CreateJobRequest><ClientRequestToken>tok</ClientRequestToken>
+        <ConfirmationRequired>false</ConfirmationRequired><Description>copy-to-backup: inventory of 2026-11-24</Description>
+        <Manifest><Location><ETag>"e"</ETag><ObjectArn>arn:aws:s3:::inv/p/2026-11-24T01-00Z/manifest.json</ObjectArn></Location>
+        <Spec><Format>COSInventoryReport_CSV_V1</Format></Spec></Manifest>
+        <Operation><COSPutObjectCopy><TargetResource>arn:aws:s3:::example-backup-bucket</TargetResource>
+        <StorageClass>STANDARD_IA</StorageClass></COSPutObjectCopy></Operation><Priority>20</Priority>
+        <Report><Bucket>arn:aws:s3:::example-report-bucket</Bucket><Enabled>true</Enabled><Format>Report_CSV_V1</Format>
+        <Prefix>batchops</Prefix><ReportScope>FailedTasksOnly</ReportScope></Report>
+        <RoleArn>arn:aws:iam::123456789012:role/batchops-jobs</RoleArn></CreateJobRequest>"""
+    )

@@ -150,6 +150,7 @@ class SubmitSettings:
     max_active_jobs: int
     account_id: str | None
     """The AWS account of S3 Batch Operations jobs (the s3control target)."""
+    sweep_max_age_hours: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_target: str = "direct") -> SubmitSettings:
@@ -157,6 +158,10 @@ class SubmitSettings:
             rules = rules_from_env(env, env.get("BATCHOPS_APPID") or DEFAULT_APPID)
         except RuleError as exc:
             raise SettingsError(str(exc)) from exc
+        if not rules:
+            raise SettingsError(
+                "no submit rules: set BATCHOPS_RULES, or BATCHOPS_OPERATION and the flat rule variables"
+            )
         target = env.get("BATCHOPS_TARGET") or default_target
         if target not in ("direct", "http", "s3control"):
             raise SettingsError(f"BATCHOPS_TARGET must be direct, http or s3control, not {target!r}")
@@ -188,4 +193,5 @@ class SubmitSettings:
             secret_key=secret_key,
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             account_id=account_id,
+            sweep_max_age_hours=_positive_int(env, "BATCHOPS_SWEEP_MAX_AGE_HOURS", 48),
         )

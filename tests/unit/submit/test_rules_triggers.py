@@ -113,3 +113,49 @@ def test_trigger_shapes() -> None:
     )
     with pytest.raises(EventError):
         parse_event({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"match": {"bucket": "inv-bucket", "keyPrefix": "prod/"}}, "match.keyPrefix"),
+        ({"report": {"bucket": "arn:aws:s3:::reports", "enabled": "false"}}, "report.enabled"),
+        ({"operation": "<COSDeleteObject>"}, "operation"),
+        ({"appid": "12 #3"}, "appid"),
+        ({"trigger": "csv", "csvFields": ["Name"]}, "csvFields"),
+    ],
+)
+def test_more_bad_rules_are_refused_at_load(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        load({**BASE, **change})
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("value", ["yes", "1", ""])
+def test_flat_booleans_are_true_or_false(value: str) -> None:
+    env = {
+        "BATCHOPS_OPERATION": '{"COSDeleteObject": {}}',
+        "BATCHOPS_REPORT_BUCKET": "arn:aws:s3:::reports",
+        "BATCHOPS_ROLE_ARN": "arn:aws:iam::123456789012:role/batch",
+        "BATCHOPS_CONFIRMATION_REQUIRED": value or " ",
+    }
+    with pytest.raises(RuleError, match="BATCHOPS_CONFIRMATION_REQUIRED"):
+        rules_from_env(env, "1")
+
+
+def test_deletions_and_csv_rules() -> None:
+    event = json.loads((EVENTS / "submit_job" / "s3_manifest_checksum.json").read_text())
+    event["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    assert parse_event(event) == Ignored("no object was created")
+    (rule,) = load({**BASE, "trigger": "csv"})
+    assert rule.matches("inv-bucket", "inv/list.csv")
+    assert not rule.matches("inv-bucket", "inv/x/manifest.checksum")
+
+
+def test_the_description_date_comes_from_the_manifests_folder() -> None:
+    (rule,) = load({**BASE, "description": "{date}"})
+    when = datetime(2020, 1, 1, tzinfo=UTC)
+    cos = "cos_bucket_inventory/1250000000/examplebucket/inventory01/20261124/manifest.json"
+    assert rule.describe("b", cos, "e", when) == "2026-11-24"
+    assert rule.describe("b", "inv/src/cfg/2026-11-23T01-00Z/manifest.json", "e", when) == "2026-11-23"
+    assert rule.describe("b", "inv/manifest.json", "e", when) == "2020-01-01"

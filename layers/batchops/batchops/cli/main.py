@@ -291,9 +291,6 @@ def _submit(args: argparse.Namespace, settings: LocalSettings) -> int:
     except (json.JSONDecodeError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not submit_settings.rules:
-        print("error: no rules: set BATCHOPS_RULES or BATCHOPS_OPERATION (see README)", file=sys.stderr)
-        return EXIT_USAGE
     s3 = s3_client(8, settings.s3_addressing_style)
     try:
         outcomes = submitter_from_settings(submit_settings, s3).handle(parse_event(event))

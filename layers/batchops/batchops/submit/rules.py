@@ -21,6 +21,7 @@ from lxml import etree
 
 from batchops.api.create_job import parse_create_job
 from batchops.api.errors import ApiError
+from batchops.api.xml_safe import UnsafeXmlError, parse_untrusted
 from batchops.jobs.model import JobSpec
 from batchops.submit.errors import RuleError
 from batchops.submit.filters import ObjectFilters, parse_filters
@@ -50,7 +51,7 @@ _RULE_KEYS = frozenset(
         "filteredManifest",
     }
 )
-_DATE_IN_KEY = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
+_DATE_IN_KEY = re.compile(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Rule:
     filtered_prefix: str
 
     def matches(self, bucket: str, key: str) -> bool:
-        landed = {"checksum": CHECKSUM, "manifest.json": MANIFEST, "csv": ""}[self.trigger]
+        landed = {"checksum": CHECKSUM, "manifest.json": MANIFEST, "csv": ".csv"}[self.trigger]
         return (
             (self.bucket is None or bucket == self.bucket)
             and key.startswith(self.prefix)
@@ -88,14 +89,23 @@ class Rule:
         return key[: -len(CHECKSUM)] + MANIFEST if self.trigger == "checksum" else key
 
     def request_xml(
-        self, *, token: str, bucket: str, key: str, etag: str, version_id: str | None, when: datetime
+        self,
+        *,
+        token: str,
+        bucket: str,
+        key: str,
+        etag: str,
+        version_id: str | None,
+        when: datetime,
+        landed_key: str | None = None,
     ) -> bytes:
-        """The CreateJobRequest this rule makes for the manifest object ``bucket/key``."""
+        """The CreateJobRequest this rule makes for the manifest object ``bucket/key`` (a filtered
+        manifest's description still names the inventory that landed, ``landed_key``)."""
         csv = self.trigger == "csv" or self.filters is not None
         root = etree.Element("CreateJobRequest")
         _text(root, "ClientRequestToken", token)
         _text(root, "ConfirmationRequired", "true" if self.confirmation_required else "false")
-        _text(root, "Description", _truncate(self.describe(bucket, key, etag, when), 256))
+        _text(root, "Description", _truncate(self.describe(bucket, landed_key or key, etag, when), 256))
         manifest = etree.SubElement(root, "Manifest")
         location = etree.SubElement(manifest, "Location")
         _text(location, "ETag", etag)
@@ -120,7 +130,9 @@ class Rule:
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
     def describe(self, bucket: str, key: str, etag: str, when: datetime) -> str:
-        found = _DATE_IN_KEY.search(key)
+        # The inventory's date is the name of its manifest's folder (2026-11-24T01-00Z, 20261124).
+        folder = key.rsplit("/", 2)[-2] if key.count("/") >= 1 else ""
+        found = _DATE_IN_KEY.match(folder)
         date = f"{found[1]}-{found[2]}-{found[3]}" if found else when.strftime("%Y-%m-%d")
         return self.description.format(
             rule=self.name, bucket=bucket, key=key, date=date, etag=etag.strip('"')
@@ -175,20 +187,23 @@ def parse_rule(item: object, position: int, default_appid: str) -> Rule:
     unknown = set(item) - _RULE_KEYS
     if unknown:
         raise RuleError(name, sorted(unknown)[0], item[sorted(unknown)[0]], "is not a rule field")
-    match = _mapping(name, "match", item.get("match", {}))
+    match = _mapping(name, "match", item.get("match", {}), {"bucket", "prefix", "suffix", "glob"})
     trigger = item.get("trigger", "checksum")
     if trigger not in ("checksum", "manifest.json", "csv"):
         raise RuleError(name, "trigger", trigger, "must be checksum, manifest.json or csv")
-    report = _mapping(name, "report", item.get("report"))
+    report = _mapping(name, "report", item.get("report"), {"bucket", "prefix", "scope", "format", "enabled"})
     filters = parse_filters(name, _mapping(name, "filters", item["filters"])) if "filters" in item else None
     if filters is not None and filters.is_empty:
         filters = None  # "filters": {} keeps everything: the job reads the inventory itself
-    filtered = _mapping(name, "filteredManifest", item.get("filteredManifest", {}))
+    filtered = _mapping(name, "filteredManifest", item.get("filteredManifest", {}), {"bucket", "prefix"})
+    appid = str(item.get("appid") or default_appid)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", appid):
+        raise RuleError(name, "appid", appid, "must be 1-64 letters, digits, '-' or '_'")
     if filters is not None and not filtered.get("bucket"):
         raise RuleError(name, "filteredManifest.bucket", filtered.get("bucket"), "is required with filters")
     rule = Rule(
         name=name,
-        appid=str(item.get("appid") or default_appid),
+        appid=appid,
         bucket=_optional_str(name, "match.bucket", match.get("bucket")),
         prefix=_optional_str(name, "match.prefix", match.get("prefix")) or "",
         suffix=_optional_str(name, "match.suffix", match.get("suffix")),
@@ -201,7 +216,7 @@ def parse_rule(item: object, position: int, default_appid: str) -> Rule:
         description=_description(name, item.get("description", "{rule}: {bucket}/{key}")),
         report={
             "Bucket": report.get("bucket"),
-            "Enabled": "false" if report.get("enabled") is False else "true",
+            "Enabled": "true" if _bool(name, "report.enabled", report.get("enabled", True)) else "false",
             "Format": report.get("format", "Report_CSV_V1"),
             "Prefix": report.get("prefix"),
             "ReportScope": report.get("scope", "AllTasks"),
@@ -222,9 +237,15 @@ def _check_request(rule: Rule) -> None:
         rule.sample_spec()
     except ApiError as exc:
         field = next(
-            (f for f in ("Operation", "Report", "RoleArn", "Priority", "Description") if f in exc.message),
+            (
+                f
+                for f in ("Operation", "Report", "RoleArn", "Priority", "Description", "Manifest")
+                if f in exc.message
+            ),
             "rule",
         )
+        if field == "Manifest":
+            raise RuleError(rule.name, "csvFields", list(rule.csv_fields), exc.message) from exc
         value = {
             "Operation": rule.operation_xml,
             "Report": dict(rule.report),
@@ -237,6 +258,10 @@ def _check_request(rule: Rule) -> None:
 
 def _operation_xml(rule: str, value: object) -> str:
     if isinstance(value, str) and value.strip().startswith("<"):
+        try:
+            parse_untrusted(value.strip().encode())
+        except (UnsafeXmlError, ValueError) as exc:
+            raise RuleError(rule, "operation", value, f"is not well-formed XML ({exc})") from exc
         return value.strip()
     if isinstance(value, Mapping) and len(value) == 1:
         ((name, body),) = value.items()
@@ -291,7 +316,9 @@ def _flat_rule(env: Mapping[str, str]) -> dict[str, Any]:
         "trigger": get("TRIGGER") or "checksum",
         "operation": operation,
         "priority": get("PRIORITY") or 10,
-        "confirmationRequired": (get("CONFIRMATION_REQUIRED") or "false").lower() == "true",
+        "confirmationRequired": _flat_bool(
+            "BATCHOPS_CONFIRMATION_REQUIRED", get("CONFIRMATION_REQUIRED") or "false"
+        ),
         "report": {
             k: v
             for k, v in (
@@ -304,7 +331,7 @@ def _flat_rule(env: Mapping[str, str]) -> dict[str, Any]:
         "roleArn": get("ROLE_ARN") or "",
     }
     if get("REPORT_ENABLED"):
-        rule["report"]["enabled"] = (get("REPORT_ENABLED") or "").lower() == "true"
+        rule["report"]["enabled"] = _flat_bool("BATCHOPS_REPORT_ENABLED", get("REPORT_ENABLED") or "")
     if get("CSV_FIELDS"):
         rule["csvFields"] = [f.strip() for f in (get("CSV_FIELDS") or "").split(",")]
     if get("DESCRIPTION"):
@@ -325,9 +352,18 @@ def _flat_rule(env: Mapping[str, str]) -> dict[str, Any]:
     return rule
 
 
-def _mapping(rule: str, field: str, value: object) -> Mapping[str, Any]:
+def _flat_bool(variable: str, value: str) -> bool:
+    if value.strip().lower() not in ("true", "false"):
+        raise RuleError("default", variable, value, "must be true or false")
+    return value.strip().lower() == "true"
+
+
+def _mapping(rule: str, field: str, value: object, allowed: set[str] | None = None) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise RuleError(rule, field, value, "must be an object")
+    for key in value:
+        if allowed is not None and key not in allowed:
+            raise RuleError(rule, f"{field}.{key}", value[key], f"is not a field of {field}")
     return value
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 log = logging.getLogger(__name__)
+DEFAULT_SWEEP_MAX_AGE = timedelta(hours=48)
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,13 @@ class Submitter:
         s3: S3Client,
         target: Target,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sweep_max_age: timedelta = DEFAULT_SWEEP_MAX_AGE,
     ) -> None:
         self._rules = rules
         self._s3 = s3
         self._target = target
         self._clock = clock
+        self._sweep_max_age = sweep_max_age
 
     def handle(self, trigger: Trigger) -> list[Outcome]:
         if isinstance(trigger, Ignored):
@@ -79,38 +84,47 @@ class Submitter:
         return [self._submit(rule, landed) for rule in rules]
 
     def sweep(self) -> list[Outcome]:
-        """For each rule, submit the newest complete inventory under its location (the safety net
-        for lost notifications; submissions already made answer as duplicates)."""
+        """For each rule and each inventory configuration under its location, submit the newest
+        complete inventory landed within the sweep's age (the safety net for lost notifications;
+        one already submitted answers as a duplicate; an old one is left alone, even if its job
+        was deleted since)."""
         outcomes: list[Outcome] = []
         for rule in self._rules:
             if rule.bucket is None or rule.trigger != "checksum":
                 continue
-            newest = self._newest_checksum(rule)
-            if newest is not None:
-                outcomes.append(self._submit(rule, LandedObject(rule.bucket, newest, appid=rule.appid)))
+            try:
+                newest = self._newest_checksums(rule)
+                outcomes.extend(self._submit(rule, LandedObject(rule.bucket, key)) for key in newest)
+            except (ClientError, BotoCoreError, RuntimeError) as exc:
+                log.warning("rule %s: sweep failed: %s", rule.name, exc)
+                outcomes.append(Skipped(f"s3://{rule.bucket}/{rule.prefix}", f"sweep failed: {exc}"))
         return outcomes
 
-    def _newest_checksum(self, rule: Rule) -> str | None:
+    def _newest_checksums(self, rule: Rule) -> list[str]:
+        """The newest recent manifest.checksum of each inventory configuration (the folder that
+        holds the dated folders)."""
         assert rule.bucket is not None
-        newest: tuple[datetime, str] | None = None
+        oldest = self._clock() - self._sweep_max_age
+        newest: dict[str, tuple[datetime, str]] = {}
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=rule.bucket, Prefix=rule.prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
+                if not rule.matches(rule.bucket, key) or item["LastModified"] < oldest:
+                    continue
+                config = key.rsplit("/", 2)[0] if key.count("/") >= 2 else ""
                 # Ties in LastModified (one-second resolution) go to the later key: inventory keys
                 # carry their date.
-                if rule.matches(rule.bucket, key) and (
-                    newest is None or (item["LastModified"], key) > newest
-                ):
-                    newest = (item["LastModified"], key)
-        return None if newest is None else newest[1]
+                if config not in newest or (item["LastModified"], key) > newest[config]:
+                    newest[config] = (item["LastModified"], key)
+        return [key for _, key in newest.values()]
 
     def _submit(self, rule: Rule, landed: LandedObject) -> Outcome:
         manifest_key = rule.manifest_key(landed.key)
         try:
             head = self._s3.head_object(Bucket=landed.bucket, Key=manifest_key)
             etag, version_id = head["ETag"], head.get("VersionId")
-            if landed.key.endswith(CHECKSUM) and not self._checksum_matches(landed, etag):
+            if landed.key.endswith(CHECKSUM) and not self._checksum_matches(landed, manifest_key, etag):
                 return Skipped(landed.key, f"{manifest_key} does not match {CHECKSUM} (not complete yet?)")
             job_version: str | None = version_id
             job_bucket, job_key, job_etag = landed.bucket, manifest_key, etag
@@ -131,8 +145,10 @@ class Submitter:
             etag=job_etag,
             version_id=job_version,
             when=self._clock(),
+            landed_key=manifest_key,
         )
-        result = self._target.submit(landed.appid or rule.appid, request)
+        # The rule's appid, always: an event and a sweep of one manifest must make the same token.
+        result = self._target.submit(rule.appid, request)
         log.info(
             "rule %s: %s job %s for s3://%s/%s (token %s)",
             rule.name,
@@ -146,10 +162,17 @@ class Submitter:
             rule.name, f"{landed.bucket}/{manifest_key}", token, result.job_id, result.duplicate
         )
 
-    def _checksum_matches(self, landed: LandedObject, manifest_etag: str) -> bool:
+    def _checksum_matches(self, landed: LandedObject, manifest_key: str, manifest_etag: str) -> bool:
         body = self._s3.get_object(Bucket=landed.bucket, Key=landed.key)["Body"].read(1024)
-        expected = body.decode("ascii", errors="replace").split()[0] if body.strip() else ""
-        return normalize_etag(manifest_etag).strip('"').lower() == expected.lower()
+        expected = body.decode("ascii", errors="replace").split()[0].lower() if body.strip() else ""
+        etag = normalize_etag(manifest_etag).strip('"').lower()
+        if etag == expected:
+            return True
+        if _PLAIN_MD5.fullmatch(etag):
+            return False
+        # A multipart or SSE-KMS ETag is not the MD5: read manifest.json and compute it.
+        data = read_small_object(self._s3, landed.bucket, manifest_key, manifest_etag, None)
+        return hashlib.md5(data).hexdigest() == expected  # noqa: S324 - the checksum is an MD5
 
     def _filtered(self, rule: Rule, bucket: str, key: str, etag: str) -> tuple[str, str, str, str | None]:
         assert rule.filters is not None and rule.filtered_bucket is not None
@@ -159,6 +182,13 @@ class Submitter:
         )
         digest = hashlib.sha256(f"{bucket}/{key}/{etag}".encode()).hexdigest()[:16]
         target_key = f"{rule.filtered_prefix.rstrip('/')}/{rule.name}/{digest}.csv".lstrip("/")
+        try:
+            # Written already (a redelivered event, a sweep): its job is pinned to this ETag.
+            head = self._s3.head_object(Bucket=rule.filtered_bucket, Key=target_key)
+            return rule.filtered_bucket, target_key, head["ETag"], head.get("VersionId")
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                raise
         written = write_filtered_manifest(
             self._s3, records, matcher(rule.filters, self._clock()), rule.filtered_bucket, target_key
         )

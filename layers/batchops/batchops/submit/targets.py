@@ -74,7 +74,7 @@ class HttpTarget:
     def submit(self, appid: str, request_xml: bytes) -> Submitted:
         for attempt in range(HTTP_ATTEMPTS):
             status, body = self._post(appid, request_xml)
-            if status < 500:
+            if status < 500 and status != 429:
                 return self._answer(status, body)
             if attempt + 1 < HTTP_ATTEMPTS:
                 time.sleep(HTTP_BACKOFF_SECONDS * 2**attempt)
@@ -128,6 +128,9 @@ class HttpTarget:
             root.findtext("Message") or "",
             root.findtext("Resource") or "",
         )
-        if code == "InvalidRequest" and "Duplicate request" in message and resource.startswith("/jobs/"):
-            return Submitted(resource.removeprefix("/jobs/"), duplicate=True)
+        if code == "InvalidRequest" and "Duplicate request" in message:
+            # batchops names the job in Resource; COS may not: the job exists either way.
+            return Submitted(
+                resource.removeprefix("/jobs/") if resource.startswith("/jobs/") else "", duplicate=True
+            )
         raise SubmitError(f"HTTP {status} {code}: {message}")

@@ -54,12 +54,17 @@ def parse_event(event: Mapping[str, Any]) -> Trigger:
             if not isinstance(record, Mapping):
                 raise EventError("a record is not an object")
             if "s3" in record:
-                landed.append(_s3(record))
+                if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
+                    landed.append(_s3(record))
             elif "cos" in record:
-                landed.append(_cos(record))
+                if str((record.get("event") or {}).get("eventName", "cos:ObjectCreated")).startswith(
+                    "cos:ObjectCreated"
+                ):
+                    landed.append(_cos(record))
             else:
                 raise EventError(f"a record from {record.get('eventSource')!r} is not an object notification")
-        return landed
+        # Deletions (a lifecycle rule expiring old inventories) land nothing.
+        return landed if landed else Ignored("no object was created")
     raise EventError("not an S3, EventBridge, COS or schedule event")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import boto3
@@ -40,4 +41,4 @@ def submitter_from_settings(settings: SubmitSettings, s3: S3Client) -> Submitter
             else None
         )
         target = HttpTarget(settings.endpoint, credentials)
-    return Submitter(settings.rules, s3, target)
+    return Submitter(settings.rules, s3, target, sweep_max_age=timedelta(hours=settings.sweep_max_age_hours))
