@@ -140,3 +140,14 @@ def test_serve_takes_its_job_limit_from_the_environment(served: dict[str, str], 
     refused = run("jobs", "create", "--xml", str(second), env=served)
     assert refused.returncode == 1
     assert "TooManyJobs (HTTP 500)" in refused.stderr
+
+
+@pytest.mark.parametrize("served", [{"BATCHOPS_CREDENTIALS": '{"AKIDcli": "cli-secret"}'}], indirect=True)
+def test_serve_with_credentials_takes_signed_requests_only(served: dict[str, str]) -> None:
+    unsigned = run("jobs", "list", env=served)
+    assert unsigned.returncode == 1
+    assert "AccessDenied (HTTP 403)" in unsigned.stderr
+    signed_env = {**served, "BATCHOPS_SECRET_ID": "AKIDcli", "BATCHOPS_SECRET_KEY": "cli-secret"}
+    created = run("jobs", "create", "--xml", str(SEED_XML), env=signed_env)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() in run("jobs", "list", env=signed_env).stdout

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from batchops.api.auth import SignatureVerifier
 from batchops.api.create_job import parse_create_job
 from batchops.api.routes import ApiRequest, ApiResponse, JobsApi
+from batchops.cos_signature import expected_signature, parse_authorization
 from batchops.jobs.service import JobService
 from batchops.store.dynamodb import DynamoDBJobStore
 from batchops.store.sqlite import SQLiteJobStore
-from batchops.submit.cos_signature import expected_signature, parse_authorization
 from batchops.submit.rules import parse_rule
 from batchops.submit.service import Submitter
 from batchops.submit.targets import Credentials, HttpTarget
@@ -215,7 +216,8 @@ def test_the_http_target_is_signed_and_round_trips(s3: S3Client, tmp_path: Path)
     service = JobService(store, max_active_jobs=10)
     from batchops.cli.server import make_server, serve_in_thread
 
-    server = make_server(Recording(service), "127.0.0.1", 0)
+    verifier = SignatureVerifier({"AKIDbatchops": "secret-key-for-tests"})
+    server = make_server(Recording(service, verifier=verifier), "127.0.0.1", 0)
     thread = serve_in_thread(server)
     try:
         rules = [parse_rule(RULES[0], 0, "1250000000")]
@@ -249,9 +251,21 @@ def test_the_http_target_is_signed_and_round_trips(s3: S3Client, tmp_path: Path)
     store.close()
 
 
-def test_batchops_submit_is_the_cli_twin(s3: S3Client, moto_endpoint: str, tmp_path: Path) -> None:
-    # GIVEN `batchops serve`'s API on a free port and the rules in the environment
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("s3_manifest_checksum.json", "copy-to-backup"),
+        ("eventbridge_object_created.json", "copy-to-backup"),
+        ("cos_trigger.json", "cos-restore"),
+        ("scheduled.json", "copy-to-backup"),
+    ],
+)
+def test_batchops_submit_is_the_cli_twin(
+    s3: S3Client, moto_endpoint: str, tmp_path: Path, name: str, rule: str
+) -> None:
+    # GIVEN `batchops serve`'s API on a free port, the rules in the environment, inventories landed
     etag = land_inventory(s3, S3_BUCKET, S3_PREFIX)
+    cos_etag = land_inventory(s3, COS_BUCKET, COS_PREFIX, cos=True)
     store = SQLiteJobStore(tmp_path / "jobs.db")
     service = JobService(store, max_active_jobs=10)
     for running in run_server(service):
@@ -265,7 +279,7 @@ def test_batchops_submit_is_the_cli_twin(s3: S3Client, moto_endpoint: str, tmp_p
             str(Path(sys.executable).parent / "batchops"),
             "submit",
             "--event",
-            str(EVENTS / "submit_job" / "s3_manifest_checksum.json"),
+            str(EVENTS / "submit_job" / name),
             "--endpoint",
             running.url,
         ]
@@ -274,10 +288,12 @@ def test_batchops_submit_is_the_cli_twin(s3: S3Client, moto_endpoint: str, tmp_p
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
         # THEN one job, and the second run says it was already submitted
         assert first.returncode == 0, first.stderr
-        job_id = first.stdout.split()[0]
-        assert "submitted  rule copy-to-backup" in first.stdout
-        assert second.stdout.startswith(f"{job_id}  already submitted")
-        assert service.describe("1250000000", job_id).spec.manifest.location.etag == etag
+        (line,) = [line for line in first.stdout.splitlines() if f"rule {rule}" in line]
+        job_id = line.split()[0]
+        assert "  submitted  " in line
+        assert f"{job_id}  already submitted  rule {rule}" in second.stdout
+        expected = cos_etag if rule == "cos-restore" else etag
+        assert service.describe("1250000000", job_id).spec.manifest.location.etag == expected
     store.close()
 
 

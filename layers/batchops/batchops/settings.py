@@ -6,6 +6,7 @@ values. A bad value fails at once with a message naming the variable and the val
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,10 +81,21 @@ class LocalSettings:
     endpoint: str
     engine: EngineSettings
     s3_addressing_style: str
+    credentials: dict[str, str]
+    """Access key id -> secret key that `batchops serve` accepts signatures from (none: open)."""
+    secret_id: str | None
+    secret_key: str | None
+    """What `batchops jobs` and `batchops submit` sign with."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
+        secret_id, secret_key = env.get("BATCHOPS_SECRET_ID") or None, env.get("BATCHOPS_SECRET_KEY") or None
+        if (secret_id is None) != (secret_key is None):
+            raise SettingsError("BATCHOPS_SECRET_ID and BATCHOPS_SECRET_KEY go together")
         return cls(
+            credentials=_credentials(env),
+            secret_id=secret_id,
+            secret_key=secret_key,
             db_path=Path(env.get("BATCHOPS_DB") or DEFAULT_DB),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             appid=env.get("BATCHOPS_APPID") or DEFAULT_APPID,
@@ -195,3 +207,24 @@ class SubmitSettings:
             account_id=account_id,
             sweep_max_age_hours=_positive_int(env, "BATCHOPS_SWEEP_MAX_AGE_HOURS", 48),
         )
+
+
+def _credentials(env: Mapping[str, str]) -> dict[str, str]:
+    raw = env.get("BATCHOPS_CREDENTIALS", "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key: {exc.msg}"
+        ) from exc
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items())
+    ):
+        raise SettingsError(
+            'BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key, such as {"AKID...": "..."}'
+        )
+    return data

@@ -23,6 +23,10 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
     TOO_MANY_JOBS = "TooManyJobs"
     SLOW_DOWN = "SlowDown"
+    ACCESS_DENIED = "AccessDenied"
+    INVALID_ACCESS_KEY_ID = "InvalidAccessKeyId"
+    SIGNATURE_DOES_NOT_MATCH = "SignatureDoesNotMatch"
+    REQUEST_TIME_TOO_SKEWED = "RequestTimeTooSkewed"
     REQUEST_TIMEOUT = "RequestTimeout"
     INCOMPLETE_BODY = "IncompleteBody"
 
@@ -41,6 +45,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.SERVICE_UNAVAILABLE: 500,
     ErrorCode.TOO_MANY_JOBS: 500,
     ErrorCode.SLOW_DOWN: 503,
+    ErrorCode.ACCESS_DENIED: 403,
+    ErrorCode.INVALID_ACCESS_KEY_ID: 403,
+    ErrorCode.SIGNATURE_DOES_NOT_MATCH: 403,
+    ErrorCode.REQUEST_TIME_TOO_SKEWED: 403,
     ErrorCode.REQUEST_TIMEOUT: 400,
     ErrorCode.INCOMPLETE_BODY: 400,
 }

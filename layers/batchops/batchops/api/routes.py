@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batchops.api import render
+from batchops.api.auth import SignatureVerifier
 from batchops.api.create_job import parse_create_job, parse_priority, printable_xml_text
 from batchops.api.errors import (
     DUPLICATE_REQUEST,
@@ -75,13 +76,24 @@ def new_request_id() -> str:
 
 
 class JobsApi:
-    def __init__(self, service: JobService, request_ids: Callable[[], str] = new_request_id) -> None:
+    def __init__(
+        self,
+        service: JobService,
+        request_ids: Callable[[], str] = new_request_id,
+        verifier: SignatureVerifier | None = None,
+    ) -> None:
         self._service = service
         self._request_ids = request_ids
+        # With credentials configured every request must carry a valid COS signature.
+        self._verifier = verifier
 
     def handle(self, request: ApiRequest) -> ApiResponse:
         headers = self._headers(request)
         try:
+            if self._verifier is not None:
+                self._verifier.verify(
+                    request.method, request.path, request.query, request.headers, request.body
+                )
             status, body = self._route(request)
         except ApiError as exc:
             return self._error(exc, request, headers)

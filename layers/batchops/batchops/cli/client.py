@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from lxml import etree
 
 from batchops.api.xml_safe import UnsafeXmlError, parse_untrusted
+from batchops.cos_signature import authorization_for
 
 RESPONSE_LIMIT = 16 * 1024 * 1024  # a ListJobs page of 1,000 jobs is well under this
 
@@ -46,10 +48,14 @@ class ServiceUnreachableError(Exception):
 
 
 class JobsClient:
-    def __init__(self, endpoint: str, appid: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, endpoint: str, appid: str, timeout: float = 30.0, credentials: tuple[str, str] | None = None
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.appid = appid
         self.timeout = timeout
+        self.credentials = credentials
+        """(secret id, secret key) to sign requests with (COS q-sign-algorithm=sha1), if any."""
 
     def create_job(self, request_xml: bytes) -> ApiReply:
         md5 = base64.b64encode(hashlib.md5(request_xml).digest()).decode()  # noqa: S324 - protocol digest
@@ -91,11 +97,22 @@ class JobsClient:
         headers: dict[str, str] | None = None,
     ) -> ApiReply:
         url = self.endpoint + path + (f"?{urlencode(query, quote_via=quote)}" if query else "")
-        request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - endpoint is the user's
-        request.add_header("x-cos-appid", self.appid)
+        sent = {"Host": urlsplit(self.endpoint).netloc, "x-cos-appid": self.appid, **(headers or {})}
         if body is not None:
-            request.add_header("Content-Type", "application/xml")
-        for name, value in (headers or {}).items():
+            sent["Content-Type"] = "application/xml"
+            sent["Content-Length"] = str(len(body))
+        if self.credentials is not None:
+            sent["Authorization"] = authorization_for(
+                method=method,
+                path=urlsplit(url).path,
+                params=dict(query or []),
+                headers=sent,
+                secret_id=self.credentials[0],
+                secret_key=self.credentials[1],
+                now=int(time.time()),
+            )
+        request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - endpoint is the user's
+        for name, value in sent.items():
             request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310

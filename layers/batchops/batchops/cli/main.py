@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from batchops.api.auth import SignatureVerifier
 from batchops.api.routes import JobsApi
 from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
@@ -37,10 +38,13 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
-def local_api(db_path: Path, max_active_jobs: int) -> tuple[JobsApi, SQLiteJobStore]:
-    """The jobs API on the embedded SQLite store."""
+def local_api(
+    db_path: Path, max_active_jobs: int, credentials: dict[str, str] | None = None
+) -> tuple[JobsApi, SQLiteJobStore]:
+    """The jobs API on the embedded SQLite store; with credentials, every request must be signed."""
     store = SQLiteJobStore(db_path)
-    return JobsApi(local_service(store, max_active_jobs)), store
+    verifier = SignatureVerifier(credentials) if credentials else None
+    return JobsApi(local_service(store, max_active_jobs), verifier=verifier), store
 
 
 def local_service(store: SQLiteJobStore, max_active_jobs: int) -> JobService:
@@ -189,11 +193,13 @@ def _add_jobs_commands(commands: Any, settings: LocalSettings) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
-    api, store = local_api(args.db, settings.max_active_jobs)
+    api, store = local_api(args.db, settings.max_active_jobs, settings.credentials)
     server = make_server(api, args.host, args.port)
     dispatcher = None if args.no_workers else local_dispatcher(store, settings)
     signal.signal(signal.SIGTERM, _interrupt)
     workers = "no workers" if dispatcher is None else f"{settings.engine.workers} workers"
+    if settings.credentials:
+        workers += ", signed requests only"
     print(f"batchops: jobs API on {server.url} (store {store.path}, {workers})", file=sys.stderr, flush=True)
     try:
         if dispatcher is not None:
@@ -234,8 +240,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _client(args: argparse.Namespace) -> JobsClient:
-    return JobsClient(args.endpoint, args.appid)
+def _client(args: argparse.Namespace, settings: LocalSettings) -> JobsClient:
+    credentials = (
+        None
+        if settings.secret_id is None or settings.secret_key is None
+        else (settings.secret_id, settings.secret_key)
+    )
+    return JobsClient(args.endpoint, args.appid, credentials=credentials)
 
 
 def _print(args: argparse.Namespace, reply: ApiReply, table: Callable[..., str]) -> int:
@@ -252,29 +263,31 @@ def _create(args: argparse.Namespace, settings: LocalSettings) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.request_file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    print(tables.job_id(_client(args).create_job(body).root))
+    print(tables.job_id(_client(args, settings).create_job(body).root))
     return 0
 
 
 def _describe(args: argparse.Namespace, settings: LocalSettings) -> int:
-    return _print(args, _client(args).describe_job(args.job_id), tables.describe)
+    return _print(args, _client(args, settings).describe_job(args.job_id), tables.describe)
 
 
 def _list(args: argparse.Namespace, settings: LocalSettings) -> int:
-    reply = _client(args).list_jobs(args.statuses, args.max_results, args.next_token)
+    reply = _client(args, settings).list_jobs(args.statuses, args.max_results, args.next_token)
     return _print(args, reply, tables.job_list)
 
 
 def _status(args: argparse.Namespace, settings: LocalSettings) -> int:
-    return _print(args, _client(args).update_status(args.job_id, args.requested, args.reason), tables.status)
+    return _print(
+        args, _client(args, settings).update_status(args.job_id, args.requested, args.reason), tables.status
+    )
 
 
 def _priority(args: argparse.Namespace, settings: LocalSettings) -> int:
-    return _print(args, _client(args).update_priority(args.job_id, args.priority), tables.priority)
+    return _print(args, _client(args, settings).update_priority(args.job_id, args.priority), tables.priority)
 
 
 def _delete(args: argparse.Namespace, settings: LocalSettings) -> int:
-    _client(args).delete_job(args.job_id)
+    _client(args, settings).delete_job(args.job_id)
     print(f"{args.job_id}  deleted")
     return 0
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from batchops.api.create_job import parse_create_job
 from batchops.api.xml_safe import UnsafeXmlError, parse_untrusted
+from batchops.cos_signature import authorization_for
 from batchops.jobs.errors import DuplicateRequestError
 from batchops.jobs.service import JobService
-from batchops.submit.cos_signature import sign
 
 HTTP_ATTEMPTS = 4
 HTTP_BACKOFF_SECONDS = 0.5
@@ -91,17 +91,14 @@ class HttpTarget:
             "x-cos-appid": appid,
         }
         if self._credentials is not None:
-            now = int(time.time())
-            headers["Authorization"] = sign(
+            headers["Authorization"] = authorization_for(
                 method="POST",
                 path=path,
                 params={},
                 headers=headers,
                 secret_id=self._credentials.secret_id,
                 secret_key=self._credentials.secret_key,
-                start=now - 60,
-                end=now + 600,
-                signed_headers=["content-length", "content-md5", "content-type", "host", "x-cos-appid"],
+                now=int(time.time()),
             )
         connection_class = (
             http.client.HTTPSConnection if self._split.scheme == "https" else http.client.HTTPConnection

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchops.submit.cos_signature import (
+from batchops.cos_signature import (
     FIELDS,
     ParsedAuthorization,
     SignatureFormatError,
