@@ -474,3 +474,17 @@ def test_the_copy_rule_makes_exactly_this_request(s3: S3Client) -> None:
         <Prefix>batchops</Prefix><ReportScope>FailedTasksOnly</ReportScope></Report>
         <RoleArn>arn:aws:iam::123456789012:role/batchops-jobs</RoleArn></CreateJobRequest>"""
     )
+
+
+def test_two_rules_on_one_manifest_make_two_jobs_with_their_own_tokens(s3: S3Client, tmp_path: Path) -> None:
+    bucket = f"inv-{uuid.uuid4().hex[:8]}"
+    land_inventory(s3, bucket, "inv/src/cfg/2026-11-24T01-00Z/")
+    copy = parse_rule({**RULES[0], "match": {"bucket": bucket}}, 0, "1")
+    restore = parse_rule({**RULES[1], "appid": "1", "match": {"bucket": bucket}}, 1, "1")
+    submitter, service = sqlite_submitter(tmp_path, s3, [copy, restore])
+    landed = LandedObject(bucket, "inv/src/cfg/2026-11-24T01-00Z/manifest.checksum")
+    first = submitter.submit(landed)
+    assert [o.rule for o in first] == ["copy-to-backup", "cos-restore"]  # type: ignore[union-attr]
+    assert len({o.token for o in first}) == 2  # type: ignore[union-attr]
+    assert all(o.duplicate for o in submitter.submit(landed))  # type: ignore[union-attr]
+    assert len(service.list("1", None, 10, None)[0]) == 2
