@@ -128,8 +128,11 @@ def test_unreachable_service_and_bad_files(tmp_path: Path) -> None:
 def test_demo_runs_and_leaves_nothing_running() -> None:
     demo = subprocess.run([BATCHOPS, "demo"], capture_output=True, text=True, timeout=120, check=False)
     assert demo.returncode == 0, demo.stderr
-    assert "Duplicate request." in demo.stdout
-    assert "server is stopped" in demo.stdout
+    assert "the same notification again: already submitted" in demo.stdout
+    assert "Tasks                 1995 succeeded, 5 failed, 2000 total" in demo.stdout
+    assert "Status                Complete" in demo.stdout
+    assert "failed: s3://demo-backup/batchops-reports/job-" in demo.stdout
+    assert "the API and the workers are stopped" in demo.stdout
 
 
 @pytest.mark.parametrize("served", [{"BATCHOPS_MAX_ACTIVE_JOBS": "1"}], indirect=True)
