@@ -38,9 +38,16 @@ validate: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python -m pytest -q tests/template
 
-# `sam build` needs python3.12 on PATH; pyenv's shim is not enough (see README).
-build:
-	PATH="$$(pyenv root 2>/dev/null)/versions/3.12.1/bin:$$PATH" sam build
+# `sam build` (the SAM CLI in its own venv, .venv-sam) needs a real python3.12 on PATH; pyenv's
+# shim is not enough, so its versions/3.12.1/bin goes first when pyenv is there.
+SAM_VENV := .venv-sam
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli
+
+build: $(SAM_VENV)/bin/sam
+	PATH="$$(pyenv root 2>/dev/null)/versions/3.12.1/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
+		$(SAM_VENV)/bin/sam build
 
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT, template
 
 
-def transformed() -> dict[str, Any]:
+def transformed(parameters: dict[str, str] | None = None) -> dict[str, Any]:
     from samtranslator.translator.transform import transform
 
     class OfflinePolicyLoader:
@@ -26,7 +26,7 @@ def transformed() -> dict[str, Any]:
         for key in ("CodeUri", "ContentUri"):
             if isinstance(props.get(key), str):
                 props[key] = f"s3://offline/{props[key].strip('/')}"
-    result: dict[str, Any] = transform(sam, {}, OfflinePolicyLoader())
+    result: dict[str, Any] = transform(sam, parameters or {}, OfflinePolicyLoader())
     return result
 
 
@@ -111,3 +111,14 @@ def test_submit_function_is_triggered_swept_and_has_a_failure_destination() -> N
     assert events == {"EventBridgeRule", "Schedule"}
     assert function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
     assert (ROOT / "events" / "submit_job" / "scheduled.json").is_file()
+
+
+def test_a_stack_created_inventory_bucket_triggers_submit_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    resources = transformed({"CreateInventoryBucket": "true"})["Resources"]
+    bucket = resources["InventoryBucket"]
+    assert bucket["Condition"] == "CreatesInventoryBucket"
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    condition, when_true, _ = config["Fn::If"]
+    assert (condition, when_true["Event"]) == ("CreatesInventoryBucket", "s3:ObjectCreated:*")
+    assert resources["StackBucketSubmitJobFunction"]["Condition"] == "CreatesInventoryBucket"
