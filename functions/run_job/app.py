@@ -4,7 +4,8 @@ Thin: Powertools wiring, one call into batchops.engine per SQS record. A record 
 is reported in batchItemFailures, so SQS delivers it again (and to the DLQ after maxReceiveCount);
 the ledger makes every redelivery safe. Environment: JOBS_TABLE, WORK_QUEUE_URL (required);
 BATCHOPS_TASK_CONCURRENCY, BATCHOPS_CHUNK_SIZE, BATCHOPS_MULTIPART_THRESHOLD, BATCHOPS_PART_SIZE,
-BATCHOPS_S3_ADDRESSING_STYLE, BATCHOPS_DEADLINE_MARGIN_SECONDS, BATCHOPS_MAX_ACTIVE_JOBS.
+BATCHOPS_S3_ADDRESSING_STYLE, BATCHOPS_DEADLINE_MARGIN_SECONDS, BATCHOPS_MAX_ACTIVE_JOBS,
+BATCHOPS_ASSUME_JOB_ROLE (true: every S3 call of a job is made as the job's RoleArn).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batchops.clients import dynamodb_client, s3_client, sqs_client
+from batchops.clients import dynamodb_client, s3_client, s3_config, sqs_client, sts_client
+from batchops.engine.job_clients import AssumedRoleClients
 from batchops.engine.phases import Engine
 from batchops.engine.sqs import SqsDispatcher, SqsWorker, WorkMessage
 from batchops.jobs.service import JobService
@@ -41,7 +43,16 @@ service = JobService(
     live_progress=ledger.progress,
     on_change=dispatcher.on_job_change,
 )
-worker = SqsWorker(Engine(service, ledger, s3, settings.engine), dispatcher, settings.deadline_margin_seconds)
+clients = (
+    AssumedRoleClients(sts_client(), s3_config(settings.engine.s3_connections, settings.s3_addressing_style))
+    if settings.assume_job_role
+    else None
+)
+worker = SqsWorker(
+    Engine(service, ledger, s3, settings.engine, clients=clients),
+    dispatcher,
+    settings.deadline_margin_seconds,
+)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

@@ -128,7 +128,7 @@ def load(name: str, path: str) -> ModuleType:
 
 
 @pytest.fixture
-def deployment(moto_endpoint: str) -> Iterator[Deployment]:
+def deployment(moto_endpoint: str, request: pytest.FixtureRequest) -> Iterator[Deployment]:
     # GIVEN the stack's table and queues on moto, and both functions imported as Lambda imports them
     suffix = uuid.uuid4().hex[:8]
     table = create_jobs_table(boto3.client("dynamodb", endpoint_url=moto_endpoint), f"jobs-{suffix}")
@@ -152,6 +152,7 @@ def deployment(moto_endpoint: str) -> Iterator[Deployment]:
         "BATCHOPS_TASK_CONCURRENCY": "4",
         "BATCHOPS_S3_ADDRESSING_STYLE": "path",
         "BATCHOPS_DEADLINE_MARGIN_SECONDS": "1",
+        **getattr(request, "param", {}),
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
@@ -278,3 +279,16 @@ def test_a_manifest_that_never_answers_fails_the_job_before_the_dlq(
     job = deployment.job(job_id)
     assert job.failure_reasons[0].code == "ManifestUnreadable"
     assert [m.get("kind") for m in deployment.received].count("prepare") == 4
+
+
+@pytest.mark.parametrize("deployment", [{"BATCHOPS_ASSUME_JOB_ROLE": "true"}], indirect=True)
+def test_jobs_run_as_their_role_when_deployed(deployment: Deployment, s3: S3Client) -> None:
+    from batchops.engine.job_clients import AssumedRoleClients
+
+    assert isinstance(deployment.run_job.clients, AssumedRoleClients)
+    sts_calls = inject(deployment.run_job.clients._sts, "AssumeRole", lambda _r, _c: None)
+    body, _, dst = copy_job(s3, 12)
+    job_id = deployment.create_job(body)
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
+    assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 12
+    assert len(sts_calls.seen) >= 1  # the role was assumed (once per warm function, then reused)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sts.client import STSClient
 
 STORE_CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -28,20 +29,27 @@ def dynamodb_client() -> DynamoDBClient:
     return boto3.client("dynamodb", config=STORE_CLIENT_CONFIG)
 
 
-def s3_client(max_pool_connections: int, addressing_style: str = "auto") -> S3Client:
-    """The client every per-object operation shares (boto3 clients are thread-safe).
+def s3_config(max_pool_connections: int, addressing_style: str = "auto") -> Config:
+    """How every S3 client of the engine is configured (boto3 clients are thread-safe and shared).
 
-    Its connection pool matches the tasks that may be in flight at once; standard retries with
+    The connection pool matches the tasks that may be in flight at once; standard retries with
     five attempts absorb S3's 503 SlowDown while it scales a prefix.
     """
-    config = Config(
+    return Config(
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=60,
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
     )
-    return boto3.client("s3", config=config)
+
+
+def s3_client(max_pool_connections: int, addressing_style: str = "auto") -> S3Client:
+    return boto3.client("s3", config=s3_config(max_pool_connections, addressing_style))
+
+
+def sts_client() -> STSClient:
+    return boto3.client("sts", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def sqs_client() -> SQSClient:

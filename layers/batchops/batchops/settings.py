@@ -57,6 +57,8 @@ class RunJobSettings:
     engine: EngineSettings
     s3_addressing_style: str
     deadline_margin_seconds: float
+    assume_job_role: bool
+    """Act as each job's RoleArn (STS AssumeRole) instead of the function's own role."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RunJobSettings:
@@ -68,6 +70,7 @@ class RunJobSettings:
             engine=_engine_settings(env, workers=1),
             s3_addressing_style=_addressing_style(env),
             deadline_margin_seconds=_positive_int(env, "BATCHOPS_DEADLINE_MARGIN_SECONDS", 60),
+            assume_job_role=_boolean(env, "BATCHOPS_ASSUME_JOB_ROLE", default=False),
         )
 
 
@@ -129,6 +132,15 @@ def _addressing_style(env: Mapping[str, str]) -> str:
     if style not in ("auto", "path", "virtual"):
         raise SettingsError(f"BATCHOPS_S3_ADDRESSING_STYLE must be auto, path or virtual, not {style!r}")
     return style
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsError(f"{name} must be true or false, not {env.get(name)!r}")
+    return raw == "true"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from batchops.engine.job_clients import JobClients, JobRoleError, SharedClients
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
@@ -60,13 +61,17 @@ class Engine:
         ledger: ChunkLedger,
         s3: S3Client,
         settings: EngineSettings,
+        *,
         clock: Callable[[], float] = time.time,
+        clients: JobClients | None = None,
     ) -> None:
         self.service = service
         self.ledger = ledger
         self.s3 = s3
         self.settings = settings
         self.clock = clock
+        # Deployed, each job's calls go through a client acting as the job's own role.
+        self.clients: JobClients = clients or SharedClients(s3)
         self._pool = ThreadPoolExecutor(max_workers=settings.workers * settings.task_concurrency)
 
     def close(self) -> None:
@@ -90,6 +95,17 @@ class Engine:
             return
         try:
             total, chunks = self._plan(job)
+        except JobRoleError as exc:
+            self.ledger.drop_chunks(job_id)
+            with contextlib.suppress(JobStateError):
+                self.service.transition(
+                    appid,
+                    job_id,
+                    JobStatus.FAILED,
+                    reason="The job's role could not be assumed",
+                    failure=JobFailure("JobRoleNotAssumable", str(exc)[:256]),
+                )
+            return
         except ManifestError as exc:
             if exc.transient and not last_attempt:
                 raise
@@ -139,21 +155,20 @@ class Engine:
         return total, chunks
 
     def _manifest_tasks(self, job: Job) -> Iterator[ManifestTask]:
+        s3 = self.clients.s3_for(job)
         location = job.spec.manifest.location
         where = parse_object(location.object_arn)
         assert where.key is not None
         if job.spec.manifest.spec.format in _CSV_FORMATS:
             with open_manifest(
-                self.s3, where.bucket, where.key, location.etag, location.object_version_id
+                s3, where.bucket, where.key, location.etag, location.object_version_id
             ) as body:
                 yield from iter_csv_tasks(body, [f.value for f in job.spec.manifest.spec.fields])
             return
         inventory = parse_inventory_manifest(
-            read_small_object(self.s3, where.bucket, where.key, location.etag, location.object_version_id)
+            read_small_object(s3, where.bucket, where.key, location.etag, location.object_version_id)
         )
-        yield from iter_inventory_tasks(
-            inventory, inventory_file_opener(self.s3, inventory.destination_bucket)
-        )
+        yield from iter_inventory_tasks(inventory, inventory_file_opener(s3, inventory.destination_bucket))
 
     # --- run --------------------------------------------------------------------------------------
 
@@ -173,7 +188,7 @@ class Engine:
         heartbeat.start()
         try:
             outcomes = run_tasks(
-                self.s3,
+                self.clients.s3_for(job),
                 job.spec.operation,
                 tasks[claim.start :],
                 settings=self.settings,
@@ -270,7 +285,7 @@ class Engine:
         """Write the report; the (succeeded, failed) counts of the rows it covers."""
         report = job.spec.report
         with ReportWriter(
-            self.s3,
+            self.clients.s3_for(job),
             bucket,
             report.prefix,
             job.job_id,

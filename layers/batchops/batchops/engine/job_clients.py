@@ -1,0 +1,92 @@
+"""Which credentials a job's S3 calls use.
+
+Deployed, a job acts as its RoleArn: the worker assumes that role (STS AssumeRole) and makes every
+S3 call of the job with the role's credentials (reading the manifest, the operations, writing the
+report), never with its own. So a job can touch only what its role allows, and the worker's own
+role needs nothing but sts:AssumeRole. Embedded (a laptop, MinIO), there is no role to assume:
+every job uses the one client boto3 was configured for.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import boto3
+from botocore.config import Config
+
+from batchops.jobs.model import Job
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sts.client import STSClient
+
+IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/")
+SESSION_SECONDS = 3600
+RENEW_BEFORE_SECONDS = 300
+
+
+class JobRoleError(Exception):
+    """The job's role cannot be assumed (not an IAM role, or STS refused)."""
+
+
+class JobClients(Protocol):
+    def s3_for(self, job: Job) -> S3Client:
+        """The S3 client the job's calls go through."""
+
+
+class SharedClients:
+    """Every job uses one client (embedded mode)."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self._s3 = s3
+
+    def s3_for(self, job: Job) -> S3Client:
+        return self._s3
+
+
+class AssumedRoleClients:
+    """One S3 client per job role, on credentials from STS AssumeRole, renewed before they expire."""
+
+    def __init__(
+        self,
+        sts: STSClient,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        session_prefix: str = "batchops",
+    ) -> None:
+        self._sts = sts
+        self._config = config
+        self._clock = clock
+        self._prefix = session_prefix
+        self._clients: dict[str, tuple[S3Client, float]] = {}
+        self._lock = threading.Lock()
+
+    def s3_for(self, job: Job) -> S3Client:
+        role = job.spec.role_arn
+        if not IAM_ROLE.match(role):
+            raise JobRoleError(f"RoleArn {role!r} is not an IAM role this deployment can assume")
+        with self._lock:
+            cached = self._clients.get(role)
+            if cached is not None and cached[1] - RENEW_BEFORE_SECONDS > self._clock():
+                return cached[0]
+            try:
+                credentials = self._sts.assume_role(
+                    RoleArn=role,
+                    RoleSessionName=f"{self._prefix}-{job.job_id}"[:64],
+                    DurationSeconds=SESSION_SECONDS,
+                )["Credentials"]
+            except Exception as exc:
+                raise JobRoleError(f"the job's role {role} could not be assumed: {exc}") from exc
+            client = boto3.client(
+                "s3",
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+                config=self._config,
+            )
+            self._clients[role] = (client, credentials["Expiration"].timestamp())
+            return client
