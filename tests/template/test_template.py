@@ -69,9 +69,11 @@ def test_layer_uses_build_method_layout() -> None:
         assert package in pins
 
 
-def test_jobs_api_is_iam_authorized() -> None:
-    api = template()["Resources"]["JobsApi"]["Properties"]
-    assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+def test_jobs_api_is_iam_authorized(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    body = transformed()["Resources"]["JobsApi"]["Properties"]["Body"]
+    for path in ("/jobs", "/jobs/{proxy+}"):
+        assert body["paths"][path]["x-amazon-apigateway-any-method"]["security"] == [{"AWS_IAM": []}]
 
 
 def test_events_dir_has_an_event_per_api_route() -> None:
