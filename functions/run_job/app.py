@@ -1,4 +1,5 @@
-"""RunJobFunction: does the work messages on the work queue ask for (prepare, chunks, finalize).
+"""RunJobFunction: does the work messages on the work queue ask for (prepare, chunks, finalize),
+and, on its schedule, re-sends the work of jobs whose message was lost (the sweeper).
 
 Thin: Powertools wiring, one call into batchops.engine per SQS record. A record whose work raises
 is reported in batchItemFailures, so SQS delivers it again (and to the DLQ after maxReceiveCount);
@@ -24,6 +25,7 @@ from batchops.clients import dynamodb_client, s3_client, s3_config, sqs_client, 
 from batchops.engine.job_clients import AssumedRoleClients
 from batchops.engine.phases import Engine
 from batchops.engine.sqs import SqsDispatcher, SqsWorker, WorkMessage
+from batchops.engine.sweeper import Sweeper
 from batchops.jobs.service import JobService
 from batchops.settings import RunJobSettings
 from batchops.store.dynamodb import DynamoDBJobStore
@@ -37,8 +39,9 @@ dynamodb = dynamodb_client()
 s3 = s3_client(settings.engine.s3_connections, settings.s3_addressing_style)
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
 dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url)
+store = DynamoDBJobStore(settings.jobs_table, dynamodb)
 service = JobService(
-    DynamoDBJobStore(settings.jobs_table, dynamodb),
+    store,
     max_active_jobs=settings.max_active_jobs,
     live_progress=ledger.progress,
     on_change=dispatcher.on_job_change,
@@ -48,11 +51,9 @@ clients = (
     if settings.assume_job_role
     else None
 )
-worker = SqsWorker(
-    Engine(service, ledger, s3, settings.engine, clients=clients),
-    dispatcher,
-    settings.deadline_margin_seconds,
-)
+engine = Engine(service, ledger, s3, settings.engine, clients=clients)
+worker = SqsWorker(engine, dispatcher, settings.deadline_margin_seconds)
+sweeper = Sweeper(engine, store, dispatcher, stale_seconds=settings.sweep_stale_seconds)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -71,7 +72,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(raise_on_empty_metrics=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext
+) -> PartialItemFailureResponse | dict[str, Any]:
+    if event.get("detail-type") == "Scheduled Event":
+        swept = sweeper.sweep()
+        metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=len(swept))
+        return {"swept": [{"jobId": s.job_id, "action": s.action} for s in swept]}
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

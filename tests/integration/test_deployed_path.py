@@ -292,3 +292,60 @@ def test_jobs_run_as_their_role_when_deployed(deployment: Deployment, s3: S3Clie
     deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
     assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 12
     assert len(sts_calls.seen) >= 1  # the role was assumed (once per warm function, then reused)
+
+
+@pytest.mark.parametrize("deployment", [{"BATCHOPS_SWEEP_STALE_SECONDS": "1"}], indirect=True)
+def test_the_sweep_resends_work_whose_message_was_lost(deployment: Deployment, s3: S3Client) -> None:
+    # GIVEN a job created, and its prepare message lost
+    body, _, dst = copy_job(s3, 8)
+    job_id = deployment.create_job(body)
+    deployment.sqs.purge_queue(QueueUrl=deployment.queue_url)
+    time.sleep(1.1)
+    # WHEN the schedule fires (the events/run_job/sweep.json event)
+    event = json.loads((EVENTS / "run_job" / "sweep.json").read_text())
+    swept = deployment.run_job.lambda_handler(event, Context())
+    # THEN the work is sent again, and the job completes
+    assert swept == {"swept": [{"jobId": job_id, "action": "prepare"}]}
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
+    assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 8
+    # AND an idle sweep of a finished job sends nothing
+    assert deployment.run_job.lambda_handler(event, Context()) == {"swept": []}
+
+
+@pytest.mark.parametrize("deployment", [{"BATCHOPS_SWEEP_STALE_SECONDS": "1"}], indirect=True)
+def test_the_sweep_revives_an_active_job_with_no_messages_left(deployment: Deployment, s3: S3Client) -> None:
+    # GIVEN an active job whose chunk messages were all lost
+    body, _, _ = copy_job(s3, 25)
+    job_id = deployment.create_job(body)
+    deployment.drive(
+        lambda: (
+            deployment.job(job_id).status.value == "Active"
+            and "fanout" in [m.get("kind") for m in deployment.received]
+        )
+    )
+    deployment.sqs.purge_queue(QueueUrl=deployment.queue_url)
+    time.sleep(1.1)
+    event = json.loads((EVENTS / "run_job" / "sweep.json").read_text())
+    # WHEN the schedule fires THEN a fanout goes out again and the job completes, each task once
+    assert deployment.run_job.lambda_handler(event, Context())["swept"][0]["action"] in ("fanout", "settled")
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
+    job = deployment.job(job_id)
+    assert (job.progress.succeeded, job.progress.failed) == (25, 0)
+
+
+def test_a_job_suspended_for_over_30_days_fails(deployment: Deployment, s3: S3Client) -> None:
+    from batchops.engine.sweeper import Sweeper
+
+    body, _, _ = copy_job(s3, 1)
+    job_id = deployment.create_job(
+        body.replace(b"<ConfirmationRequired>false", b"<ConfirmationRequired>true")
+    )
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Suspended")
+    later = time.time() + 31 * 86_400
+    run_job = deployment.run_job
+    sweeper = Sweeper(
+        run_job.engine, run_job.store, run_job.dispatcher, stale_seconds=600, clock=lambda: later
+    )
+    assert [s.action for s in sweeper.sweep()] == ["failed"]
+    job = deployment.job(job_id)
+    assert (job.status.value, job.failure_reasons[0].code) == ("Failed", "SuspendedTooLong")

@@ -59,6 +59,8 @@ class RunJobSettings:
     deadline_margin_seconds: float
     assume_job_role: bool
     """Act as each job's RoleArn (STS AssumeRole) instead of the function's own role."""
+    sweep_stale_seconds: int
+    """The sweeper re-sends work for jobs unchanged this long."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RunJobSettings:
@@ -71,6 +73,7 @@ class RunJobSettings:
             s3_addressing_style=_addressing_style(env),
             deadline_margin_seconds=_positive_int(env, "BATCHOPS_DEADLINE_MARGIN_SECONDS", 60),
             assume_job_role=_boolean(env, "BATCHOPS_ASSUME_JOB_ROLE", default=False),
+            sweep_stale_seconds=_positive_int(env, "BATCHOPS_SWEEP_STALE_SECONDS", 600),
         )
 
 

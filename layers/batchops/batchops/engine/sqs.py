@@ -43,6 +43,11 @@ SEND_BATCH = 10
 SEND_ATTEMPTS = 3
 FINALIZE_RETRY_SECONDS = 10
 PREPARE_ATTEMPTS = 4
+_DEPTH = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 _ENDING = frozenset({JobStatus.COMPLETING, JobStatus.FAILING, JobStatus.CANCELLING})
 
 
@@ -101,6 +106,12 @@ class SqsDispatcher:
                     break
             if entries:
                 raise RuntimeError(f"SQS did not take {len(entries)} work message(s)")
+
+    def queue_depth(self) -> int:
+        """Messages waiting, in flight or delayed on the work queue (approximate, as SQS counts)."""
+        response = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["All"])
+        attributes = {str(name): value for name, value in response.get("Attributes", {}).items()}
+        return sum(int(attributes.get(name, "0")) for name in _DEPTH)
 
     def on_job_change(self, before: Job | None, after: Job) -> None:
         """Turn a change of status (``before`` is None for a new job) into the work it calls for."""

@@ -29,10 +29,11 @@ transaction as the counter change when the job becomes terminal. Appids and toke
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 INDEX_BY_APPID = "ByAppid"
+INDEX_OPEN = "Open"
+OPEN_SHARDS = 4
 TTL_ATTRIBUTE = "expires_at"
 DEFAULT_RETENTION_DAYS = 90
 MAX_TRANSACTION_ATTEMPTS = 4
@@ -253,9 +256,35 @@ class DynamoDBJobStore:
 
     def _job_item(self, record: JobRecord) -> Item:
         item = _job_item(record)
-        if not record.active:
+        if record.active:
+            # The sparse "Open" index lists the jobs that have not ended, by when they last changed.
+            changed = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
+            item["gsi2pk"] = {"S": f"OPEN#{_open_shard(record.job_id)}"}
+            item["gsi2sk"] = {"S": f"{changed}#{record.job_id}"}
+        else:
             item[TTL_ATTRIBUTE] = {"N": str(self._expiry())}
         return item
+
+    def open_jobs(self, changed_before: float, limit: int = 1000) -> list[JobRecord]:
+        """Jobs that have not ended and have not changed since ``changed_before`` (epoch seconds),
+        of every appid (the deployed sweeper's view)."""
+        before = datetime.fromtimestamp(changed_before, UTC).isoformat(timespec="milliseconds")
+        found: list[JobRecord] = []
+        for shard in range(OPEN_SHARDS):
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": INDEX_OPEN,
+                "KeyConditionExpression": "gsi2pk = :shard AND gsi2sk < :before",
+                "ExpressionAttributeValues": {":shard": {"S": f"OPEN#{shard}"}, ":before": {"S": before}},
+            }
+            while len(found) < limit:
+                with unavailable_on_error():
+                    page = self._client.query(**query)
+                found.extend(_record(item) for item in page.get("Items", []) if self._live(item))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found[:limit]
 
     def _expiry(self) -> int:
         return int(self._clock()) + self._retention_seconds
@@ -310,6 +339,10 @@ def unavailable_on_error() -> Iterator[None]:
         raise
     except BotoCoreError as exc:
         raise StoreUnavailableError(f"DynamoDB job store: {exc}") from exc
+
+
+def _open_shard(job_id: str) -> int:
+    return int(hashlib.sha1(job_id.encode()).hexdigest()[:4], 16) % OPEN_SHARDS  # noqa: S324 - a shard, not secrecy
 
 
 def _job_key(job_id: str) -> Item:
