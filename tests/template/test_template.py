@@ -124,3 +124,10 @@ def test_a_stack_created_inventory_bucket_triggers_submit_directly(monkeypatch: 
     condition, when_true, _ = config["Fn::If"]
     assert (condition, when_true["Event"]) == ("CreatesInventoryBucket", "s3:ObjectCreated:*")
     assert resources["StackBucketSubmitJobFunction"]["Condition"] == "CreatesInventoryBucket"
+
+
+def test_the_api_callers_parameter_attaches_the_invoke_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    policy = transformed({"JobsApiCallerRoles": "ops-role,ci-role"})["Resources"]["JobsApiInvokePolicy"]
+    assert policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"] == "execute-api:Invoke"
+    assert policy["Properties"]["Roles"]["Fn::If"][0] == "HasApiCallers"
