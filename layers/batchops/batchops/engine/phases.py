@@ -96,29 +96,15 @@ class Engine:
         try:
             total, chunks = self._plan(job)
         except JobRoleError as exc:
-            self.ledger.drop_chunks(job_id)
-            with contextlib.suppress(JobStateError):
-                self.service.transition(
-                    appid,
-                    job_id,
-                    JobStatus.FAILED,
-                    reason="The job's role could not be assumed",
-                    failure=JobFailure("JobRoleNotAssumable", str(exc)[:256]),
-                )
+            self._fail_preparing(
+                appid, job_id, "The job's role could not be assumed", "JobRoleNotAssumable", exc
+            )
             return
         except ManifestError as exc:
             if exc.transient and not last_attempt:
                 raise
             log.info("job %s: manifest refused: %s", job_id, exc)
-            self.ledger.drop_chunks(job_id)
-            with contextlib.suppress(JobStateError):
-                self.service.transition(
-                    appid,
-                    job_id,
-                    JobStatus.FAILED,
-                    reason="Manifest could not be read",
-                    failure=JobFailure(exc.code, str(exc)[:256]),
-                )
+            self._fail_preparing(appid, job_id, "Manifest could not be read", exc.code, exc)
             return
         target = JobStatus.SUSPENDED if job.spec.confirmation_required else JobStatus.READY
         reason = "Waiting for confirmation" if target is JobStatus.SUSPENDED else "Prepared"
@@ -136,6 +122,13 @@ class Engine:
             # cancelled meanwhile: only then are the chunks garbage.
             if self.service.get(appid, job_id).status is JobStatus.CANCELLED:
                 self.ledger.drop_chunks(job_id)
+
+    def _fail_preparing(self, appid: str, job_id: str, reason: str, code: str, exc: Exception) -> None:
+        self.ledger.drop_chunks(job_id)
+        with contextlib.suppress(JobStateError):
+            self.service.transition(
+                appid, job_id, JobStatus.FAILED, reason=reason, failure=JobFailure(code, str(exc)[:256])
+            )
 
     def _plan(self, job: Job) -> tuple[int, int]:
         """(tasks, chunks) of the job's manifest, the chunks stored in the ledger."""
