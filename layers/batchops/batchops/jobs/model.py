@@ -73,6 +73,11 @@ class GranteeType(StrEnum):
     EMAIL = "EmailAddress"
     URI = "URI"
 
+    @property
+    def s3_name(self) -> str:
+        """How S3 names this kind of grantee in grant headers and S3 Batch Operations grants."""
+        return {"ID": "id", "EmailAddress": "emailAddress", "URI": "uri"}[self.value]
+
 
 class JobTier(StrEnum):
     BULK = "Bulk"

@@ -36,7 +36,6 @@ _GRANT_PARAMS = {
     GrantPermission.WRITE_ACP: "GrantWriteACP",
     GrantPermission.FULL_CONTROL: "GrantFullControl",
 }
-_GRANTEE_HEADER = {GranteeType.ID: "id", GranteeType.EMAIL: "emailAddress", GranteeType.URI: "uri"}
 _S3_GRANTEE_TYPE = {
     "CanonicalUser": GranteeType.ID,
     "AmazonCustomerByEmail": GranteeType.EMAIL,
@@ -334,7 +333,7 @@ class _Copy:
 def _grant_params(grants: list[Grant]) -> dict[str, str]:
     by_param: dict[str, list[str]] = {}
     for grant in grants:
-        header = f'{_GRANTEE_HEADER[grant.type_identifier]}="{grant.identifier}"'
+        header = f'{grant.type_identifier.s3_name}="{grant.identifier}"'
         values = by_param.setdefault(_GRANT_PARAMS[grant.permission], [])
         if header not in values:
             values.append(header)

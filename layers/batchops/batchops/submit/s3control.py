@@ -18,7 +18,6 @@ from batchops.api.create_job import parse_create_job
 from batchops.jobs.model import (
     DeleteObject,
     Directive,
-    GranteeType,
     InitiateRestoreObject,
     JobSpec,
     ManifestFormat,
@@ -37,7 +36,6 @@ _FORMATS = {
     ManifestFormat.INVENTORY: "S3InventoryReport_CSV_20161130",
     ManifestFormat.S3_INVENTORY: "S3InventoryReport_CSV_20161130",
 }
-_GRANTEE_TYPES = {GranteeType.ID: "id", GranteeType.EMAIL: "emailAddress", GranteeType.URI: "uri"}
 
 
 class TranslationError(ValueError):
@@ -127,7 +125,7 @@ def _copy(op: PutObjectCopy) -> dict[str, Any]:
         copy["AccessControlGrants"] = [
             {
                 "Grantee": {
-                    "TypeIdentifier": _GRANTEE_TYPES[grant.type_identifier],
+                    "TypeIdentifier": grant.type_identifier.s3_name,
                     "Identifier": grant.identifier,
                     **({"DisplayName": grant.display_name} if grant.display_name else {}),
                 },
