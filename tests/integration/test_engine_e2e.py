@@ -376,3 +376,15 @@ def test_a_manifest_that_never_answers_fails_the_job_after_its_attempts(
     assert job.findtext("FailureReasons/JobFailure/FailureCode") == "ManifestUnreadable"
     attempts = {r.headers["amz-sdk-invocation-id"] for r in manifest_reads.seen}  # one per GetObject call
     assert len(attempts) == 3
+
+
+def test_a_job_cancelled_before_it_ran_leaves_no_ledger(make_service: Callable[..., Service]) -> None:
+    svc = make_service(workers_started=False)
+    bucket = new_bucket(svc.s3)
+    etag = put_manifest(svc.s3, bucket, "m.csv", csv_manifest([(bucket, "a"), (bucket, "b")]))
+    job_id = svc.create(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket, confirm=True))
+    svc.dispatcher.run_until_idle()
+    assert svc.describe(job_id).findtext("Status") == "Suspended"
+    assert svc.store.get_chunk(job_id, 0) is not None
+    assert svc.status(job_id, "Cancelled").xml.findtext("Status") == "Cancelled"
+    assert svc.store.get_chunk(job_id, 0) is None

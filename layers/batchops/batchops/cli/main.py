@@ -23,7 +23,7 @@ from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
 from batchops.cli.server import make_server
 from batchops.clients import s3_client
-from batchops.engine.embedded import EmbeddedDispatcher
+from batchops.engine.embedded import EmbeddedDispatcher, drop_ledger_when_ended_early
 from batchops.engine.phases import Engine
 from batchops.jobs.service import JobService
 from batchops.settings import LocalSettings, SettingsError, SubmitSettings
@@ -48,7 +48,12 @@ def local_api(
 
 
 def local_service(store: SQLiteJobStore, max_active_jobs: int) -> JobService:
-    return JobService(store, max_active_jobs=max_active_jobs, live_progress=store.progress)
+    return JobService(
+        store,
+        max_active_jobs=max_active_jobs,
+        live_progress=store.progress,
+        on_change=drop_ledger_when_ended_early(store),
+    )
 
 
 def local_dispatcher(store: SQLiteJobStore, settings: LocalSettings) -> EmbeddedDispatcher:

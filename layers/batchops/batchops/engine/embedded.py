@@ -19,7 +19,8 @@ from functools import partial
 
 from batchops.engine.phases import Engine
 from batchops.jobs.errors import JobStoreUnavailableError
-from batchops.jobs.status import JobStatus
+from batchops.jobs.model import Job
+from batchops.jobs.status import JobStatus, is_terminal
 from batchops.manifest.tasks import ManifestError
 from batchops.store.base import StoreError, WorkerLedger
 
@@ -167,3 +168,14 @@ def _dead_here(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def drop_ledger_when_ended_early(ledger: WorkerLedger) -> Callable[[Job | None, Job], None]:
+    """A JobService hook: a job that ends without finalizing (cancelled while New, Preparing,
+    Suspended or Ready) leaves chunks no one will run; drop them."""
+
+    def hook(before: Job | None, after: Job) -> None:
+        if before is not None and is_terminal(after.status) and before.status.value not in _ENDING:
+            ledger.drop_chunks(after.job_id)
+
+    return hook
