@@ -2,7 +2,7 @@
 
 Thin: Powertools wiring, event -> ApiRequest, one call into batchops.api, ApiResponse -> event.
 Environment: JOBS_TABLE (required), WORK_QUEUE_URL (where created and confirmed jobs' work is
-sent), BATCHOPS_MAX_ACTIVE_JOBS (default 1000).
+sent), BATCHOPS_MAX_ACTIVE_JOBS (default 1000), BATCHOPS_CREDENTIALS (COS signatures required).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchops.api.apigateway import request_from_event, response_for_gateway
+from batchops.api.auth import SignatureVerifier
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.routes import ApiRequest, JobsApi
 from batchops.clients import dynamodb_client, sqs_client
@@ -34,12 +35,13 @@ dynamodb = dynamodb_client()
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
 dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
 api = JobsApi(
-    JobService(
+    verifier=SignatureVerifier(settings.credentials) if settings.credentials else None,
+    service=JobService(
         DynamoDBJobStore(settings.jobs_table, dynamodb),
         max_active_jobs=settings.max_active_jobs,
         live_progress=ledger.progress,
         on_change=None if dispatcher is None else dispatcher.on_job_change,
-    )
+    ),
 )
 app = APIGatewayRestResolver()
 

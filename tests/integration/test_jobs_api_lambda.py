@@ -164,3 +164,52 @@ def test_a_request_the_adapter_cannot_read_still_gets_a_cos_error(handler: Modul
     assert status == 500
     assert headers["content-type"] == ["application/xml"]
     assert error is not None and error.findtext("Code") == "InternalError"
+
+
+def test_with_credentials_the_lambda_api_takes_signed_requests_only(moto_endpoint: str) -> None:
+    import time
+    import uuid
+
+    import boto3
+
+    from batchops.cos_signature import authorization_for
+    from tests.integration.test_deployed_path import load
+
+    table = create_jobs_table(
+        boto3.client("dynamodb", endpoint_url=moto_endpoint), f"jobs-{uuid.uuid4().hex[:8]}"
+    )
+    env = {
+        "JOBS_TABLE": table,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
+        "BATCHOPS_CREDENTIALS": '{"AKIDlambda": "lambda-secret"}',
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        module = load(f"jobs_api_signed_{uuid.uuid4().hex[:8]}", "functions/jobs_api/app.py")
+        unsigned = event("create_job.json")
+        status, _, error = invoke(module, unsigned)
+        assert (status, error.findtext("Code") if error is not None else None) == (403, "AccessDenied")
+        signed = event("create_job.json")
+        signed["headers"]["Authorization"] = authorization_for(
+            method="POST",
+            path=signed["path"],
+            params={},
+            headers={
+                k: v
+                for k, v in signed["headers"].items()
+                if k in ("Host", "x-cos-appid", "Content-MD5", "Content-Type")
+            },
+            secret_id="AKIDlambda",
+            secret_key="lambda-secret",
+            now=int(time.time()),
+        )
+        signed["multiValueHeaders"]["Authorization"] = [signed["headers"]["Authorization"]]
+        status, _, result = invoke(module, signed)
+        assert status == 200 and result is not None and result.findtext("JobId")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

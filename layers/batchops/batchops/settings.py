@@ -37,10 +37,13 @@ class JobsApiSettings:
     max_active_jobs: int
     work_queue_url: str | None
     """Where job work is sent (the run_job queue); without it jobs are created but never run."""
+    credentials: dict[str, str]
+    """With keys, every request must also carry a COS signature by one of them."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JobsApiSettings:
         return cls(
+            credentials=_credentials(env),
             jobs_table=_required(env, "JOBS_TABLE"),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             work_queue_url=env.get("WORK_QUEUE_URL") or None,
