@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchops.api.auth import SignatureVerifier
+from batchops.api.auth import Principal, SignatureVerifier
 from batchops.api.routes import JobsApi
 from batchops.cli.client import ApiCallError, JobsClient
 from batchops.cli.server import make_server, serve_in_thread
@@ -48,9 +48,10 @@ def signed_call(
     signed_params: dict[str, str | None] | None = None,
     unsigned: tuple[str, ...] = (),
     tamper_md5: bool = False,
+    appid: str = APPID,
 ) -> Reply:
     host = url.removeprefix("http://")
-    headers = {"Host": host, "x-cos-appid": APPID}
+    headers = {"Host": host, "x-cos-appid": appid}
     if body is not None:
         headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         headers["Content-Type"] = "application/xml"
@@ -117,3 +118,72 @@ def test_the_cli_client_signs(url: str) -> None:
     with pytest.raises(ApiCallError) as caught:
         JobsClient(url, APPID).list_jobs()
     assert caught.value.code == "AccessDenied"
+
+
+QCS_ROLE = "qcs::cam::uin/100000000001:roleName/COS_Batch_QcsRole"
+TENANTS = {
+    "AKIDtenantA": Principal(
+        "AKIDtenantA", "secret-a", appid="1250000000", uin="100000000001", roles=frozenset({QCS_ROLE})
+    ),
+    "AKIDtenantB": Principal(
+        "AKIDtenantB", "secret-b", appid="1250000001", buckets=frozenset({"shared-bucket"})
+    ),
+}
+
+
+@pytest.fixture
+def tenants_url(tmp_path: Path) -> Iterator[str]:
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    api = JobsApi(JobService(store, max_active_jobs=10), verifier=SignatureVerifier(TENANTS))
+    server = make_server(api, "127.0.0.1", 0)
+    thread = serve_in_thread(server)
+    yield server.url
+    server.shutdown()
+    server.server_close()
+    thread.join()
+    store.close()
+
+
+def as_a(url: str, method: str, path: str, body: bytes | None = None, **kwargs: object) -> Reply:
+    return signed_call(url, method, path, body, key_id="AKIDtenantA", secret="secret-a", **kwargs)  # type: ignore[arg-type]
+
+
+def as_b(url: str, method: str, path: str, body: bytes | None = None) -> Reply:
+    return signed_call(url, method, path, body, key_id="AKIDtenantB", secret="secret-b", appid="1250000001")
+
+
+def test_a_tenant_acts_only_within_its_appid(tenants_url: str) -> None:
+    seed = SEED_XML.read_bytes()
+    # GIVEN tenant A's job on its own buckets and role
+    created = as_a(tenants_url, "POST", "/jobs", seed)
+    assert created.status == 200
+    job_id = created.xml.findtext("JobId")
+    # THEN A may not speak for another appid, B may not use A's buckets, and B cannot see A's job
+    assert code(as_a(tenants_url, "GET", "/jobs", appid="1250000001")) == (403, "AccessDenied")
+    refused = as_b(tenants_url, "POST", "/jobs", seed.replace(b"184ce261", b"b0000000"))
+    assert code(refused) == (403, "AccessDenied")
+    assert "not one of your appid's" in refused.message
+    assert code(as_b(tenants_url, "GET", f"/jobs/{job_id}")) == (404, "NoSuchJob")
+    assert as_b(tenants_url, "GET", "/jobs").xml.find("Jobs/member") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        (QCS_ROLE.encode(), b"qcs::cam::uin/999:roleName/COS_Batch_QcsRole", "not one of your account's"),
+        (QCS_ROLE.encode(), b"qcs::cam::uin/100000000001:roleName/Other", "may not pass this role"),
+        (
+            b"uid/1250000000:destinationbucket-1250000000",
+            b"uid/1250000009:destinationbucket-1250000009",
+            "TargetResource",
+        ),
+        (b"sourcebucket-1250000000/manifests", b"someone-elses/manifests", "ObjectArn"),
+    ],
+)
+def test_a_tenant_job_reaching_outside_is_refused_before_anything_is_written(
+    tenants_url: str, old: bytes, new: bytes, fragment: str
+) -> None:
+    reply = as_a(tenants_url, "POST", "/jobs", SEED_XML.read_bytes().replace(old, new))
+    assert code(reply) == (403, "AccessDenied")
+    assert fragment in reply.message
+    assert as_a(tenants_url, "GET", "/jobs").xml.find("Jobs/member") is None

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchops.api.auth import Principal
 from batchops.engine.settings import EngineSettings
 from batchops.ops.copy import CopySettings
 from batchops.submit.errors import RuleError
@@ -37,7 +38,7 @@ class JobsApiSettings:
     max_active_jobs: int
     work_queue_url: str | None
     """Where job work is sent (the run_job queue); without it jobs are created but never run."""
-    credentials: dict[str, str]
+    credentials: dict[str, Principal]
     """With keys, every request must also carry a COS signature by one of them."""
 
     @classmethod
@@ -90,8 +91,8 @@ class LocalSettings:
     endpoint: str
     engine: EngineSettings
     s3_addressing_style: str
-    credentials: dict[str, str]
-    """Access key id -> secret key that `batchops serve` accepts signatures from (none: open)."""
+    credentials: dict[str, Principal]
+    """Access key id -> who signs with it; `batchops serve` accepts only their signatures (none: open)."""
     secret_id: str | None
     secret_key: str | None
     """What `batchops jobs` and `batchops submit` sign with."""
@@ -227,7 +228,9 @@ class SubmitSettings:
         )
 
 
-def _credentials(env: Mapping[str, str]) -> dict[str, str]:
+def _credentials(env: Mapping[str, str]) -> dict[str, Principal]:
+    """BATCHOPS_CREDENTIALS: {"<key id>": "<secret>"} or, to bind a key to a tenant,
+    {"<key id>": {"secret": ..., "appid": ..., "uin": ..., "roles": [...], "buckets": [...]}}."""
     raw = env.get("BATCHOPS_CREDENTIALS", "").strip()
     if not raw:
         return {}
@@ -237,12 +240,30 @@ def _credentials(env: Mapping[str, str]) -> dict[str, str]:
         raise SettingsError(
             f"BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key: {exc.msg}"
         ) from exc
-    if (
-        not isinstance(data, dict)
-        or not data
-        or not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items())
-    ):
-        raise SettingsError(
-            'BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key, such as {"AKID...": "..."}'
-        )
-    return data
+    if not isinstance(data, dict) or not data:
+        raise SettingsError("BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key")
+    return {str(key_id): _principal(str(key_id), value) for key_id, value in data.items()}
+
+
+def _principal(key_id: str, value: object) -> Principal:
+    where = f"BATCHOPS_CREDENTIALS[{key_id!r}]"
+    if isinstance(value, str) and value:
+        return Principal(key_id, value)
+    if not isinstance(value, dict) or not isinstance(value.get("secret"), str) or not value["secret"]:
+        raise SettingsError(f"{where} must be a secret key, or an object with at least a secret")
+    unknown = set(value) - {"secret", "appid", "uin", "roles", "buckets"}
+    if unknown:
+        raise SettingsError(f"{where}: {sorted(unknown)[0]!r} is not a credential field")
+    for name in ("roles", "buckets"):
+        if name in value and not (
+            isinstance(value[name], list) and all(isinstance(v, str) for v in value[name])
+        ):
+            raise SettingsError(f"{where}.{name} must be a list of strings")
+    return Principal(
+        key_id,
+        value["secret"],
+        appid=str(value["appid"]) if value.get("appid") else None,
+        uin=str(value["uin"]) if value.get("uin") else None,
+        roles=frozenset(value["roles"]) if "roles" in value else None,
+        buckets=frozenset(value.get("buckets", [])),
+    )

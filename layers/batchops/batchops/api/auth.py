@@ -11,26 +11,51 @@ RequestTimeTooSkewed (not valid yet), all 403. Reference: reliability-security.m
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.cos_signature import SignatureFormatError, expected_signature, parse_authorization
+from batchops.jobs.model import JobSpec, PutObjectCopy
+from batchops.manifest.resources import parse_resource
 
 SKEW_SECONDS = 60
 MAX_VALIDITY_SECONDS = 7 * 24 * 3600
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a key belongs to. A key bound to an appid (a tenant) may only act for that appid, on
+    buckets of that appid (``<name>-<appid>``, ``uid/<appid>``) or of its allow-list, with roles of
+    its own account (``uin``) that its passable-roles list names (when it has one)."""
+
+    key_id: str
+    secret: str
+    appid: str | None = None
+    uin: str | None = None
+    roles: frozenset[str] | None = None
+    buckets: frozenset[str] = frozenset()
+
+    @property
+    def bound(self) -> bool:
+        return self.appid is not None
+
+
 class SignatureVerifier:
-    def __init__(self, secrets: Mapping[str, str], clock: Callable[[], float] = time.time) -> None:
-        self._secrets = dict(secrets)
+    def __init__(self, keys: Mapping[str, str | Principal], clock: Callable[[], float] = time.time) -> None:
+        self._principals = {
+            key_id: value if isinstance(value, Principal) else Principal(key_id, value)
+            for key_id, value in keys.items()
+        }
         self._clock = clock
 
     def verify(
         self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes
-    ) -> str:
-        """Check a request's signature; return the access key that signed it. Raises ApiError."""
+    ) -> Principal:
+        """Check a request's signature; return the principal whose key signed it. Raises ApiError."""
         value = headers.get("authorization")
         if not value:
             raise ApiError(
@@ -40,9 +65,10 @@ class SignatureVerifier:
             auth = parse_authorization(value)
         except SignatureFormatError as exc:
             raise ApiError(ErrorCode.ACCESS_DENIED, f"The Authorization header is malformed: {exc}") from exc
-        secret = self._secrets.get(auth.access_key)
-        if secret is None:
+        principal = self._principals.get(auth.access_key)
+        if principal is None:
             raise ApiError(ErrorCode.INVALID_ACCESS_KEY_ID, "The access key id you provided does not exist.")
+        secret = principal.secret
         self._check_time(auth.sign_time)
         required = {"host", "x-cos-appid"} | ({"content-md5"} if body else set())
         missing = required - set(auth.header_list)
@@ -73,7 +99,9 @@ class SignatureVerifier:
                 ErrorCode.SIGNATURE_DOES_NOT_MATCH,
                 "The request signature we calculated does not match the signature you provided.",
             )
-        return auth.access_key
+        if principal.bound and headers.get("x-cos-appid") != principal.appid:
+            raise ApiError(ErrorCode.ACCESS_DENIED, "The x-cos-appid you sent is not the appid of your key.")
+        return principal
 
     def _check_time(self, window: tuple[int, int]) -> None:
         start, end = window
@@ -87,3 +115,36 @@ class SignatureVerifier:
                 ErrorCode.REQUEST_TIME_TOO_SKEWED,
                 "The difference between the request time and the server's time is too large.",
             )
+
+
+def authorize_job(principal: Principal, spec: JobSpec) -> None:
+    """Refuse, before anything is written, a job that reaches outside the principal's tenancy."""
+    if not principal.bound:
+        return
+    resources = [
+        ("Manifest/Location/ObjectArn", spec.manifest.location.object_arn),
+        ("Report/Bucket", spec.report.bucket),
+    ]
+    if isinstance(spec.operation, PutObjectCopy):
+        resources.append(("Operation/COSPutObjectCopy/TargetResource", spec.operation.target_resource))
+    for field, text in resources:
+        if text is None:
+            continue
+        resource = parse_resource(text)
+        owned = resource.appid == principal.appid or resource.bucket.endswith(f"-{principal.appid}")
+        if resource.appid not in (None, principal.appid) or not (
+            owned or resource.bucket in principal.buckets
+        ):
+            raise ApiError(
+                ErrorCode.ACCESS_DENIED, f"{field}: bucket {resource.bucket} is not one of your appid's."
+            )
+    account = _role_account(spec.role_arn)
+    if principal.uin is not None and account != principal.uin:
+        raise ApiError(ErrorCode.ACCESS_DENIED, "RoleArn: the role is not one of your account's.")
+    if principal.roles is not None and spec.role_arn not in principal.roles:
+        raise ApiError(ErrorCode.ACCESS_DENIED, "RoleArn: your key may not pass this role.")
+
+
+def _role_account(role_arn: str) -> str | None:
+    found = re.match(r"^qcs::cam::uin/([0-9]+):|^arn:[a-z-]+:iam::([0-9]{12}):", role_arn)
+    return None if found is None else found.group(1) or found.group(2)

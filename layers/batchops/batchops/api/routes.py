@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batchops.api import render
-from batchops.api.auth import SignatureVerifier
+from batchops.api.auth import Principal, SignatureVerifier, authorize_job
 from batchops.api.create_job import parse_create_job, parse_priority, printable_xml_text
 from batchops.api.errors import (
     DUPLICATE_REQUEST,
@@ -90,11 +90,12 @@ class JobsApi:
     def handle(self, request: ApiRequest) -> ApiResponse:
         headers = self._headers(request)
         try:
+            principal = None
             if self._verifier is not None:
-                self._verifier.verify(
+                principal = self._verifier.verify(
                     request.method, request.path, request.query, request.headers, request.body
                 )
-            status, body = self._route(request)
+            status, body = self._route(request, principal)
         except ApiError as exc:
             return self._error(exc, request, headers)
         except JobError as exc:
@@ -116,11 +117,11 @@ class JobsApi:
             TRACE_ID_HEADER: request.headers.get(TRACE_ID_HEADER) or secrets.token_hex(16),
         }
 
-    def _route(self, request: ApiRequest) -> tuple[int, bytes]:
+    def _route(self, request: ApiRequest, principal: Principal | None = None) -> tuple[int, bytes]:
         path = request.path.rstrip("/") or "/"
         if path == "/jobs":
             if request.method == "POST":
-                return 200, self._create(request)
+                return 200, self._create(request, principal)
             if request.method == "GET":
                 return 200, self._list(request)
             raise _method_not_allowed(request, "GET, POST")
@@ -143,10 +144,12 @@ class JobsApi:
             return 200, self._update_status(request, job_id)
         raise _method_not_allowed(request, "GET, DELETE" if action is None else "POST")
 
-    def _create(self, request: ApiRequest) -> bytes:
+    def _create(self, request: ApiRequest, principal: Principal | None) -> bytes:
         appid = _appid(request)
         _check_body(request)
         spec = parse_create_job(request.body)
+        if principal is not None:
+            authorize_job(principal, spec)
         job = self._service.create(appid, spec)
         log.info("created job %s for appid %s (token %s)", job.job_id, appid, spec.client_request_token)
         return render.create_job_result(job.job_id)

@@ -12,12 +12,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchops.api.auth import SignatureVerifier
+from batchops.api.auth import Principal, SignatureVerifier
 from batchops.api.routes import JobsApi
 from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
@@ -39,7 +39,7 @@ EXIT_UNREACHABLE = 3
 
 
 def local_api(
-    db_path: Path, max_active_jobs: int, credentials: dict[str, str] | None = None
+    db_path: Path, max_active_jobs: int, credentials: Mapping[str, str | Principal] | None = None
 ) -> tuple[JobsApi, SQLiteJobStore]:
     """The jobs API on the embedded SQLite store; with credentials, every request must be signed."""
     store = SQLiteJobStore(db_path)
