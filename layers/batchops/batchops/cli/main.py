@@ -99,23 +99,13 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the jobs API over HTTP on the embedded SQLite store")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    serve.add_argument(
-        "--db",
-        type=Path,
-        default=settings.db_path,
-        help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
-    )
+    _add_db_argument(serve, settings)
     serve.add_argument("--no-workers", action="store_true", help="serve the API only; run jobs elsewhere")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
     run = commands.add_parser("run", help="run jobs with in-process workers, without the HTTP server")
-    run.add_argument(
-        "--db",
-        type=Path,
-        default=settings.db_path,
-        help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
-    )
+    _add_db_argument(run, settings)
     run.add_argument("--until-idle", action="store_true", help="stop when no job has work left to do now")
     run.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
     run.set_defaults(run=_run)
@@ -138,6 +128,15 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the demo on a temporary embedded service")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_db_argument(parser: argparse.ArgumentParser, settings: LocalSettings) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=settings.db_path,
+        help=f"SQLite file (BATCHOPS_DB, default {settings.db_path})",
+    )
 
 
 def _add_jobs_commands(commands: Any, settings: LocalSettings) -> None:
