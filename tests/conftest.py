@@ -6,10 +6,12 @@ before any boto3 client exists, so nothing can reach a real account.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +63,37 @@ def free_port() -> int:
         return port
 
 
+def _serialise_moto_dynamodb_writes() -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    The threaded moto server runs requests concurrently and its backend checks a condition and
+    writes without a lock, so two conditional writes on one version could both pass; real
+    DynamoDB serialises writes to an item. The contract tests race writers on purpose.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_batchops_serialised", False):
+        return
+    lock = threading.RLock()
+
+    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+    DynamoDBBackend._batchops_serialised = True  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    _serialise_moto_dynamodb_writes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
