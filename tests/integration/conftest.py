@@ -17,6 +17,7 @@ from batchops.engine.embedded import EmbeddedDispatcher
 from batchops.engine.phases import Engine
 from batchops.engine.settings import EngineSettings
 from batchops.store.sqlite import SQLiteJobStore
+from tests.integration.deployed_harness import Deployment, deployment_fixture
 from tests.integration.jobs_harness import Service, engine_settings
 
 
@@ -24,9 +25,14 @@ from tests.integration.jobs_harness import Service, engine_settings
 def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[tuple[Any, ...]] = []
 
-    def start(settings: EngineSettings | None = None, workers_started: bool = True) -> Service:
-        store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db")
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+    def start(
+        settings: EngineSettings | None = None,
+        workers_started: bool = True,
+        s3_attempts: int = 3,
+        busy_timeout: float = 30.0,
+    ) -> Service:
+        store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db", busy_timeout=busy_timeout)
+        config = Config(retries={"mode": "standard", "max_attempts": s3_attempts}, max_pool_connections=64)
         s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
         service = local_service(store, max_active_jobs=100)
         engine = Engine(service, store, s3, settings or engine_settings())
@@ -46,3 +52,9 @@ def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., S
         dispatcher.stop()
         engine.close()
         store.close()
+
+
+@pytest.fixture
+def deployment(moto_endpoint: str, request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The stack's table and queues on moto, both functions imported as Lambda imports them."""
+    yield from deployment_fixture(moto_endpoint, request)

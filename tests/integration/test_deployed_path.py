@@ -4,173 +4,19 @@ let the rest become visible again, and move a message that keeps failing to the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import boto3
 import pytest
 
-from tests.conftest import EVENTS, ROOT, create_jobs_table, new_bucket
+from tests.conftest import EVENTS, new_bucket
 from tests.faults import inject, s3_error
+from tests.integration.deployed_harness import Context, Deployment
 from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_sqs.client import SQSClient
-
-
-@dataclass
-class Context:
-    remaining_ms: int = 600_000
-    function_name: str = "RunJobFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:RunJobFunction"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-@dataclass
-class Deployment:
-    api: ModuleType
-    run_job: ModuleType
-    sqs: SQSClient
-    queue_url: str
-    dlq_url: str
-    queue_arn: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def create_job(self, body: bytes) -> str:
-        event = json.loads((EVENTS / "jobs_api" / "create_job.json").read_text())
-        event["body"] = body.decode()
-        for headers in (event["headers"], event["multiValueHeaders"]):
-            headers.pop("Content-MD5")
-        result = self.api.lambda_handler(event, Context(function_name="JobsApiFunction"))
-        assert result["statusCode"] == 200, result["body"]
-        from lxml import etree
-
-        job_id = etree.fromstring(result["body"].encode()).findtext("JobId")
-        assert job_id
-        return job_id
-
-    def job(self, job_id: str) -> Any:
-        return self.run_job.service.describe("1250000000", job_id)
-
-    def drive(
-        self,
-        done: Callable[[], bool],
-        context: Callable[[], Context] = Context,
-        duplicate_chunks: bool = False,
-        timeout: float = 60,
-    ) -> None:
-        """Be Lambda's event source mapping until ``done()``."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, "the queue did not finish the job"
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["All"]
-            ).get("Messages", [])
-            if not messages:
-                time.sleep(0.05)
-                continue
-            if duplicate_chunks:  # SQS may deliver any message twice: make it so for every chunk
-                extra = [
-                    m
-                    for m in messages
-                    if '"kind":"chunk"' in m["Body"] and m["MessageId"] not in self._duplicated
-                ]
-                for m in extra:
-                    self._duplicated.add(m["MessageId"])
-                    self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=m["Body"])
-            self.received.extend(json.loads(m["Body"]) if m["Body"].startswith("{") else {} for m in messages)
-            result = self.run_job.lambda_handler({"Records": [self._record(m) for m in messages]}, context())
-            failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-            for m in messages:
-                if m["MessageId"] in failed:  # its visibility timeout "expires" at once
-                    self.sqs.change_message_visibility(
-                        QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                    )
-                else:
-                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-    _duplicated: set[str] = field(default_factory=set)
-
-    def _record(self, message: Any) -> dict[str, Any]:
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": {},
-            "md5OfBody": message["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": "us-east-1",
-        }
-
-
-def load(name: str, path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def deployment(moto_endpoint: str, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    # GIVEN the stack's table and queues on moto, and both functions imported as Lambda imports them
-    suffix = uuid.uuid4().hex[:8]
-    table = create_jobs_table(boto3.client("dynamodb", endpoint_url=moto_endpoint), f"jobs-{suffix}")
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    dlq_url = sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=f"work-{suffix}",
-        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    env = {
-        "JOBS_TABLE": table,
-        "WORK_QUEUE_URL": queue_url,
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "BATCHOPS_CHUNK_SIZE": "10",
-        "BATCHOPS_TASK_CONCURRENCY": "4",
-        "BATCHOPS_S3_ADDRESSING_STYLE": "path",
-        "BATCHOPS_DEADLINE_MARGIN_SECONDS": "1",
-        **getattr(request, "param", {}),
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield Deployment(
-            api=load(f"jobs_api_{suffix}", "functions/jobs_api/app.py"),
-            run_job=load(f"run_job_{suffix}", "functions/run_job/app.py"),
-            sqs=sqs,
-            queue_url=queue_url,
-            dlq_url=dlq_url,
-            queue_arn=queue_arn,
-        )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def copy_job(s3: S3Client, objects: int) -> tuple[bytes, str, str]:
@@ -204,35 +50,6 @@ def test_a_job_runs_to_complete_through_the_queue(deployment: Deployment, s3: S3
     assert kinds.count("chunk") == 5
     # AND the ledger is gone once the report is written
     assert deployment.run_job.ledger.progress(job_id) == (0, 0)
-
-
-def test_duplicate_delivery_counts_once(deployment: Deployment, s3: S3Client) -> None:
-    body, src, _ = copy_job(s3, 30)
-    job_id = deployment.create_job(body)
-    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete", duplicate_chunks=True)
-    assert [m.get("kind") for m in deployment.received].count("chunk") == 6  # each of 3 chunks twice
-    job = deployment.job(job_id)
-    assert (job.progress.succeeded, job.progress.failed) == (30, 0)
-    _, rows = read_report(s3, src, job_id)
-    assert len(rows["succeeded"]) == 30
-
-
-def test_a_chunk_that_meets_its_deadline_hands_the_rest_on(deployment: Deployment, s3: S3Client) -> None:
-    # GIVEN slow copies and invocations that have about 0.3 s before their deadline
-    body, src, _ = copy_job(s3, 20)
-    inject(deployment.run_job.s3, "CopyObject", lambda _request, _count: time.sleep(0.2))
-    job_id = deployment.create_job(body)
-    # WHEN the queue is driven
-    deployment.drive(
-        lambda: deployment.job(job_id).status.value == "Complete", context=lambda: Context(remaining_ms=1_300)
-    )
-    # THEN chunks were handed on part-way, and still every task counts once
-    continuations = [m for m in deployment.received if m.get("kind") == "chunk" and m.get("start", 0) > 0]
-    assert continuations
-    job = deployment.job(job_id)
-    assert (job.progress.succeeded, job.progress.failed) == (20, 0)
-    _, rows = read_report(s3, src, job_id)
-    assert sorted(r[1] for r in rows["succeeded"]) == sorted(f"o+{n:03d}" for n in range(20))
 
 
 def test_a_message_that_keeps_failing_ends_in_the_dlq(deployment: Deployment) -> None:

@@ -173,7 +173,7 @@ def test_with_credentials_the_lambda_api_takes_signed_requests_only(moto_endpoin
     import boto3
 
     from batchops.cos_signature import authorization_for
-    from tests.integration.test_deployed_path import load
+    from tests.integration.deployed_harness import load
 
     table = create_jobs_table(
         boto3.client("dynamodb", endpoint_url=moto_endpoint), f"jobs-{uuid.uuid4().hex[:8]}"

@@ -33,7 +33,7 @@ from batchops.submit.targets import Credentials, HttpTarget
 from batchops.submit.token import client_request_token
 from batchops.submit.triggers import LandedObject, parse_event
 from tests.conftest import EVENTS, create_jobs_table, run_server
-from tests.integration.test_deployed_path import Context, load
+from tests.integration.deployed_harness import Context, load
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
