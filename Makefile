@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format validate build bench clean
+.PHONY: demo test soak lint format validate build bench clean
 
 $(STAMP): pyproject.toml layers/batchops/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long variants of the fault suite: a 1M-row job in flat memory, many more random interleavings.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m soak
 
 # Benchmarks (not part of `make test`): figures and ratios printed as JSON and a Markdown table.
 bench: $(STAMP)

@@ -196,6 +196,21 @@ def deleted(s3: S3Client) -> Effect:
     return check
 
 
+def listed_nowhere(s3: S3Client, bucket: str, prefix: str) -> Effect:
+    """Deleted: the key is not in one listing of ``bucket`` under ``prefix`` (taken once, when the
+    first row is checked), for jobs too big to HEAD every key."""
+    remaining: set[str] | None = None
+
+    def check(row: Row) -> str | None:
+        nonlocal remaining
+        if remaining is None:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            remaining = {o["Key"] for page in pages for o in page.get("Contents", [])}
+        return "still listed" if row[1] in remaining else None
+
+    return check
+
+
 def restore_initiated(s3: S3Client) -> Effect:
     def check(row: Row) -> str | None:
         bucket, key, version = row

@@ -40,6 +40,7 @@ from tests.integration.invariants import (
     assert_invariants,
     copied_to,
     deleted,
+    listed_nowhere,
     restore_initiated,
 )
 from tests.integration.jobs_harness import Service, csv_manifest, engine_settings, put_manifest, request
@@ -499,3 +500,58 @@ def test_a_worker_killed_between_its_s3_calls_and_the_ledger_write_loses_and_dup
     assert stored_copy_job[0].progress(stored_copy_job[1])[0] == (write - 1) * 25
     # THEN another process completes the job: the unrecorded chunk is redone, nothing is doubled
     finish_and_check(s3, moto_endpoint, tmp_path, stored_copy_job)
+
+
+# --- a big manifest --------------------------------------------------------------------------------
+
+
+def delete_job_peak_rss(s3: S3Client, moto_endpoint: str, tmp_path: Path, rows: int) -> tuple[JobView, int]:
+    """Run a delete job of ``rows`` keys in a fresh `batchops run --until-idle`; its peak RSS (KiB).
+
+    The keys do not exist (S3 reports them deleted), so a million rows cost a thousand requests.
+    """
+    bucket = new_bucket(s3)
+    lines = "".join(f"{bucket},gone/{n:09d}\n" for n in range(rows)).encode()
+    etag = put_manifest(s3, bucket, "m.csv", lines)
+    db = tmp_path / f"jobs-{rows}.db"
+    store = SQLiteJobStore(db)
+    try:
+        job = local_service(store, 10).create(
+            APPID, parse_create_job(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "tests.integration.measured_run"],
+            env={**worker_env(moto_endpoint, db), "BATCHOPS_CHUNK_SIZE": "1000"},
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        peak = int(run.stderr.strip().splitlines()[-1].split()[1])
+        view = JobView.from_job(local_service(store, 10).describe(APPID, job.job_id))
+    finally:
+        store.close()
+    manifest = [(bucket, f"gone/{n:09d}", "") for n in range(rows)]
+    assert_invariants(s3, view, manifest, listed_nowhere(s3, bucket, "gone/"), report_bucket=bucket)
+    return view, peak
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param((2_000, 40_000, 1.15), id="40k-rows"),
+        pytest.param((10_000, 1_000_000, 1.10), id="1M-rows", marks=pytest.mark.soak),
+    ],
+)
+def test_a_big_manifest_runs_in_flat_memory(
+    s3: S3Client, moto_endpoint: str, tmp_path: Path, sizes: tuple[int, int, float]
+) -> None:
+    small, big, ratio = sizes
+    # GIVEN delete jobs of a small and of a big manifest, each run by a fresh worker process
+    _, small_peak = delete_job_peak_rss(s3, moto_endpoint, tmp_path, small)
+    # WHEN the big one runs to the end (I1-I4 asserted on every row of its report)
+    job, big_peak = delete_job_peak_rss(s3, moto_endpoint, tmp_path, big)
+    # THEN it took no more memory than the small one, within noise
+    assert job.total == big
+    assert big_peak <= small_peak * ratio, (small_peak, big_peak)
