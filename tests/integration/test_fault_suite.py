@@ -11,6 +11,7 @@ are the Hypothesis model in test_fault_model.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import EVENTS, new_bucket
 from tests.faults import first, inject, response, s3_error
 from tests.helpers import APPID
-from tests.integration.deployed_harness import Context, Deployment
+from tests.integration.deployed_harness import Context, Deployment, load
 from tests.integration.invariants import (
     JobView,
     Row,
@@ -44,6 +45,7 @@ from tests.integration.invariants import (
     restore_initiated,
 )
 from tests.integration.jobs_harness import Service, csv_manifest, engine_settings, put_manifest, request
+from tests.integration.test_submit import S3_BUCKET, S3_PREFIX, land_inventory
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -413,6 +415,40 @@ def test_the_ledger_failing_mid_job_is_retried_without_double_counting(
     # THEN the failures happened, and still every task counts once
     assert len(failing.seen) > 5
     assert_invariants(s3, job, manifest, copied_to(s3, dst), report_bucket=manifest[0][0])
+
+
+def test_a_duplicated_trigger_event_makes_one_job_that_runs_once(
+    deployment: Deployment, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an inventory landed for a copy rule, and the submit function beside the stack
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket="example-source-bucket")
+    manifest = objects(s3, "example-source-bucket", [f"obj/{n}" for n in range(5)])
+    target = new_bucket(s3)
+    rule = {
+        "name": f"fault-suite-{target}",
+        "match": {"bucket": S3_BUCKET, "prefix": "inventory/example-source-bucket/daily-copy/"},
+        "operation": {"COSPutObjectCopy": {"TargetResource": f"arn:aws:s3:::{target}"}},
+        "report": {"bucket": f"arn:aws:s3:::{target}", "prefix": "reports", "scope": "AllTasks"},
+        "roleArn": "arn:aws:iam::123456789012:role/batchops-jobs",
+    }
+    monkeypatch.setenv("BATCHOPS_TARGET", "direct")
+    monkeypatch.setenv("BATCHOPS_RULES", json.dumps([rule]))
+    submit = load(f"submit_job_{target}", "functions/submit_job/app.py")
+    land_inventory(s3, S3_BUCKET, S3_PREFIX)
+    event = json.loads((EVENTS / "submit_job" / "s3_manifest_checksum.json").read_text())
+    # WHEN S3 delivers the event twice (at least once means sometimes twice)
+    first_answer = submit.lambda_handler(event, Context(function_name="SubmitJobFunction"))
+    second_answer = submit.lambda_handler(event, Context(function_name="SubmitJobFunction"))
+    # THEN one job exists, the second submission was a duplicate of it
+    (made,) = first_answer["submitted"]
+    assert second_answer["submitted"] == [{**made, "duplicate": True}]
+    assert [j.job_id for j in deployment.run_job.service.list("1250000000", None, 100, None)[0]] == [
+        made["jobId"]
+    ]
+    # AND it runs once, to the end
+    job = drive_to_end(deployment, made["jobId"])
+    assert_invariants(s3, job, manifest, copied_to(s3, target), report_bucket=target)
 
 
 # --- worker processes killed -----------------------------------------------------------------------
