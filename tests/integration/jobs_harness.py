@@ -77,6 +77,7 @@ def engine_settings(**overrides: Any) -> EngineSettings:
             idle_poll_seconds=0.02,
             status_poll_seconds=0.1,
             retry_backoff_seconds=0.01,
+            slowdown_pause_seconds=0.01,
         ),
         **overrides,
     )

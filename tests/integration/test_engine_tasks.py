@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -13,6 +13,7 @@ from botocore.config import Config
 from batchops.engine.outcomes import MAX_ENCODED_BYTES, decode_outcomes, encode_outcomes
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
+from batchops.engine.throttle import PrefixThrottle
 from batchops.jobs.model import DeleteObject, PutObjectCopy
 from batchops.manifest.tasks import ManifestTask
 from batchops.ops.delete import delete_tasks
@@ -115,3 +116,41 @@ def test_deletes_run_in_one_request_per_chunk(s3: S3Client) -> None:
             should_stop=lambda: False,
         )
     assert len(outcomes) == 1500 and len(sent.seen) == 2
+
+
+def test_a_prefix_s3_throttles_pauses_while_other_prefixes_go_on(s3: S3Client, moto_endpoint: str) -> None:
+    # GIVEN copies under a hot prefix, whose first answer is SlowDown, and under a cold one
+    src, dst = new_bucket(s3), new_bucket(s3)
+    keys = [f"{prefix}/{n}" for n in range(6) for prefix in ("hot", "cold")]
+    for key in keys:
+        s3.put_object(Bucket=src, Key=key, Body=b"x")
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 0})
+    )
+    sent: list[tuple[float, str]] = []
+
+    def decide(request: Any, count: int) -> Any:
+        prefix = request.url.split("/")[-2]
+        sent.append((time.monotonic(), prefix))
+        first_hot = prefix == "hot" and not any(p == "hot" for _, p in sent[:-1])
+        return s3_error(503, "SlowDown", "Please reduce your request rate.") if first_hot else None
+
+    inject(s3, "CopyObject", decide)
+    settings = EngineSettings(task_concurrency=2, retry_backoff_seconds=0.0, slowdown_pause_seconds=0.4)
+    with ThreadPoolExecutor(2) as pool:
+        # WHEN they run (the engine retries the throttled task)
+        outcomes = run_tasks(
+            s3,
+            PutObjectCopy(f"arn:aws:s3:::{dst}"),
+            [ManifestTask(src, key, None) for key in keys],
+            settings=settings,
+            pool=pool,
+            should_stop=lambda: False,
+            throttle=PrefixThrottle(2, pause_seconds=0.4, jitter=lambda: 1.0),
+        )
+    # THEN every task succeeded, the hot prefix sent nothing during its pause, the cold one did
+    assert all(o.succeeded for o in outcomes)
+    throttled_at = next(t for t, p in sent if p == "hot")
+    hot_after = [t for t, p in sent if p == "hot" and t > throttled_at]
+    assert min(hot_after) - throttled_at >= 0.35
+    assert any(throttled_at < t < throttled_at + 0.35 for t, p in sent if p == "cold")

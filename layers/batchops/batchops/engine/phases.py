@@ -27,6 +27,7 @@ from batchops.engine.job_clients import JobClients, JobRoleError, SharedClients
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
+from batchops.engine.throttle import PrefixThrottle
 from batchops.jobs.errors import JobStateError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
@@ -73,6 +74,10 @@ class Engine:
         # Deployed, each job's calls go through a client acting as the job's own role.
         self.clients: JobClients = clients or SharedClients(s3)
         self._pool = ThreadPoolExecutor(max_workers=settings.workers * settings.task_concurrency)
+        # One per process: a prefix S3 throttles slows down for every chunk running here.
+        self._throttle = PrefixThrottle(
+            settings.workers * settings.task_concurrency, pause_seconds=settings.slowdown_pause_seconds
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -187,6 +192,7 @@ class Engine:
                 settings=self.settings,
                 pool=self._pool,
                 should_stop=stop,
+                throttle=self._throttle,
             )
             standing = None
             if outcomes:

@@ -19,6 +19,9 @@ class EngineSettings:
     transient_retries: int = 3
     """Extra attempts, with backoff, for a task whose failure is transient (after botocore's own)."""
     retry_backoff_seconds: float = 1.0
+    slowdown_pause_seconds: float = 0.5
+    """A prefix S3 answers SlowDown for pauses this long, doubling per answer in a row (up to 20 s),
+    and runs half as many tasks at once; successes bring it back (engine/throttle.py)."""
     failure_threshold_tasks: int = 1000
     failure_threshold_rate: float = 0.5
     """Once this many tasks ran, a failure rate above this fails the job (as S3 and COS do)."""

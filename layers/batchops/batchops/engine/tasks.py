@@ -15,10 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from batchops.engine.settings import EngineSettings
+from batchops.engine.throttle import THROTTLING_CODES, Prefix, PrefixThrottle, prefix_of
 from batchops.jobs.model import DeleteObject, InitiateRestoreObject, Operation, PutObjectCopy
-from batchops.manifest.resources import MAX_KEY_BYTES
+from batchops.manifest.resources import MAX_KEY_BYTES, parse_bucket
 from batchops.manifest.tasks import ManifestTask
-from batchops.ops.copy import copy_task
+from batchops.ops.copy import TargetKeyError, copy_task, target_key
 from batchops.ops.delete import MAX_KEYS_PER_REQUEST, delete_tasks
 from batchops.ops.outcome import TaskOutcome, failure
 from batchops.ops.restore import restore_task
@@ -37,13 +38,31 @@ def run_tasks(
     settings: EngineSettings,
     pool: ThreadPoolExecutor,
     should_stop: ShouldStop,
+    throttle: PrefixThrottle | None = None,
 ) -> list[TaskOutcome]:
-    """Outcomes of a prefix of ``tasks`` (all of them unless told to stop)."""
+    """Outcomes of a prefix of ``tasks`` (all of them unless told to stop).
+
+    ``throttle`` is shared by everything the process runs, so a prefix S3 throttles slows down
+    for every chunk at once (one of its own when not given).
+    """
+    throttle = throttle or PrefixThrottle(
+        settings.task_concurrency, pause_seconds=settings.slowdown_pause_seconds
+    )
     if isinstance(op, DeleteObject):
-        return _run_deletes(s3, tasks, settings, should_stop)
+        return _run_deletes(s3, tasks, settings, should_stop, throttle)
+
+    target_bucket = parse_bucket(op.target_resource).bucket if isinstance(op, PutObjectCopy) else None
 
     def one(task: ManifestTask) -> TaskOutcome:
-        return _with_retries(lambda: _run_one(s3, op, task, settings), settings, should_stop)
+        where = _written_prefix(op, target_bucket, task)
+
+        def attempt() -> TaskOutcome:
+            with throttle.slot(where):
+                outcome = _run_one(s3, op, task, settings)
+            throttle.record(where, throttled=outcome.error_code in THROTTLING_CODES)
+            return outcome
+
+        return _with_retries(attempt, settings, should_stop)
 
     window: deque[Future[TaskOutcome]] = deque()
     outcomes: list[TaskOutcome] = []
@@ -65,6 +84,16 @@ def _cut_at_first_transient(outcomes: list[TaskOutcome]) -> list[TaskOutcome]:
         if outcome.transient:
             return outcomes[:position]
     return outcomes
+
+
+def _written_prefix(op: Operation, target_bucket: str | None, task: ManifestTask) -> Prefix:
+    """The prefix a task's request lands on (a copy's destination; the object itself otherwise)."""
+    if isinstance(op, PutObjectCopy) and target_bucket is not None:
+        try:
+            return prefix_of(target_bucket, target_key(task.key, op))
+        except TargetKeyError:
+            pass  # the task fails on its own; any prefix will do
+    return prefix_of(task.bucket, task.key)
 
 
 def _run_one(s3: S3Client, op: Operation, task: ManifestTask, settings: EngineSettings) -> TaskOutcome:
@@ -90,14 +119,21 @@ def _with_retries(
 
 
 def _run_deletes(
-    s3: S3Client, tasks: Sequence[ManifestTask], settings: EngineSettings, should_stop: ShouldStop
+    s3: S3Client,
+    tasks: Sequence[ManifestTask],
+    settings: EngineSettings,
+    should_stop: ShouldStop,
+    throttle: PrefixThrottle,
 ) -> list[TaskOutcome]:
     outcomes: list[TaskOutcome] = []
     for start in range(0, len(tasks), MAX_KEYS_PER_REQUEST):
         if should_stop():
             break
         batch = tasks[start : start + MAX_KEYS_PER_REQUEST]
-        results = delete_tasks(s3, [(t.bucket, t.key, t.version_id) for t in batch])
+        where = prefix_of(batch[0].bucket, batch[0].key)
+        with throttle.slot(where):
+            results = delete_tasks(s3, [(t.bucket, t.key, t.version_id) for t in batch])
+        throttle.record(where, throttled=any(o.error_code in THROTTLING_CODES for o in results))
         for retry in range(settings.transient_retries):
             again = [i for i, o in enumerate(results) if o.transient]
             if not again or should_stop():
