@@ -51,7 +51,9 @@ app = APIGatewayRestResolver()
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
-@app.route(".+", method=ALL_METHODS)
+# Any path, even one whose decoded form holds a line break (".+" would stop there): JobsApi
+# answers every path itself, with a COS error for the ones it does not serve.
+@app.route(r"[\s\S]+", method=ALL_METHODS)
 def jobs_api() -> Response[str]:
     response = api.handle(request_from_event(app.current_event))
     logger.append_keys(cos_request_id=response.headers["x-cos-request-id"])
