@@ -28,6 +28,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.manifest_memory
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.scale_inputs
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.hostile_latency
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 
 Thin: Powertools wiring, event -> ApiRequest, one call into batchops.api, ApiResponse -> event.
 Environment: JOBS_TABLE (required), WORK_QUEUE_URL (where created and confirmed jobs' work is
-sent), BATCHOPS_MAX_ACTIVE_JOBS (default 1000), BATCHOPS_CREDENTIALS (COS signatures required).
+sent), BATCHOPS_MAX_ACTIVE_JOBS (default 1000), BATCHOPS_CREDENTIALS or BATCHOPS_CREDENTIALS_SECRET
+(COS signatures required).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchops.api.apigateway import request_from_event, response_for_gateway
 from batchops.api.auth import SignatureVerifier
+from batchops.api.credentials import configured_credentials
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.routes import ApiRequest, JobsApi
-from batchops.clients import dynamodb_client, sqs_client
+from batchops.clients import dynamodb_client, secretsmanager_client, sqs_client
 from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import JobsApiSettings
@@ -34,8 +36,9 @@ metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
 dynamodb = dynamodb_client()
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
 dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
+credentials = configured_credentials(settings.credentials, settings.credentials_secret, secretsmanager_client)
 api = JobsApi(
-    verifier=SignatureVerifier(settings.credentials) if settings.credentials else None,
+    verifier=SignatureVerifier(credentials) if credentials else None,
     service=JobService(
         DynamoDBJobStore(settings.jobs_table, dynamodb),
         max_active_jobs=settings.max_active_jobs,
@@ -48,7 +51,9 @@ app = APIGatewayRestResolver()
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
-@app.route(".+", method=ALL_METHODS)
+# Any path, even one whose decoded form holds a line break (".+" would stop there): JobsApi
+# answers every path itself, with a COS error for the ones it does not serve.
+@app.route(r"[\s\S]+", method=ALL_METHODS)
 def jobs_api() -> Response[str]:
     response = api.handle(request_from_event(app.current_event))
     logger.append_keys(cos_request_id=response.headers["x-cos-request-id"])

@@ -131,3 +131,64 @@ def test_the_api_callers_parameter_attaches_the_invoke_policy(monkeypatch: pytes
     policy = transformed({"JobsApiCallerRoles": "ops-role,ci-role"})["Resources"]["JobsApiInvokePolicy"]
     assert policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"] == "execute-api:Invoke"
     assert policy["Properties"]["Roles"]["Fn::If"][0] == "HasApiCallers"
+
+
+def resolved(node: Any, conditions: dict[str, bool], parameters: dict[str, str]) -> Any:
+    """``node`` with Fn::If decided, Ref to parameters replaced and AWS::NoValue dropped."""
+    if isinstance(node, list):
+        items = [resolved(item, conditions, parameters) for item in node]
+        return [item for item in items if item != {"Ref": "AWS::NoValue"}]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        name, when_true, when_false = node["Fn::If"]
+        return resolved(when_true if conditions[name] else when_false, conditions, parameters)
+    if set(node) == {"Ref"} and node["Ref"] in parameters:
+        return parameters[node["Ref"]]
+    if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], list):
+        text, names = node["Fn::Sub"]
+        values = resolved(names, conditions, parameters)
+        if all(isinstance(value, str) for value in values.values()):
+            for key, value in values.items():
+                text = text.replace("${" + key + "}", value)
+            return text
+    values = {key: resolved(value, conditions, parameters) for key, value in node.items()}
+    return {key: value for key, value in values.items() if value != {"Ref": "AWS::NoValue"}}
+
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:batchops/keys-AbCdEf"
+
+
+@pytest.mark.parametrize("arn", ["", SECRET_ARN])
+def test_only_the_jobs_api_may_read_exactly_the_credentials_secret(
+    monkeypatch: pytest.MonkeyPatch, arn: str
+) -> None:
+    # GIVEN the stack with and without CredentialsSecretArn
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    parameters = {"CredentialsSecretArn": arn} if arn else {}
+    conditions = dict.fromkeys(template()["Conditions"], False) | {"HasCredentialsSecret": bool(arn)}
+    resources = resolved(transformed(parameters)["Resources"], conditions, parameters)
+    # WHEN every statement of every role that names Secrets Manager is collected
+    grants = [
+        (name, statement)
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::IAM::Role"
+        for policy in resource["Properties"].get("Policies", [])
+        if isinstance(policy, dict)
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "secretsmanager" in str(statement)
+    ]
+    variables = resources["JobsApiFunction"]["Properties"]["Environment"]["Variables"]
+    if not arn:
+        # THEN without the parameter no role may touch a secret and the function reads none
+        assert grants == []
+        assert "BATCHOPS_CREDENTIALS_SECRET" not in variables
+        return
+    # THEN only the jobs API's role may, and only GetSecretValue on that one ARN
+    assert grants == [
+        (
+            "JobsApiFunctionRole",
+            {"Action": ["secretsmanager:GetSecretValue"], "Effect": "Allow", "Resource": SECRET_ARN},
+        )
+    ]
+    assert variables["BATCHOPS_CREDENTIALS_SECRET"] == SECRET_ARN

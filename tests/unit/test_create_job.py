@@ -291,6 +291,13 @@ BAD = [
     (set_text("ClientRequestToken", "x" * 65), ErrorCode.INVALID_ARGUMENT, ["ClientRequestToken", "not 65"]),
     (set_text("Description", "d" * 257), ErrorCode.INVALID_ARGUMENT, ["Description", "0-256"]),
     (set_text("Description", "a\r\nX-Injected: 1"), ErrorCode.INVALID_ARGUMENT, ["control characters"]),
+    (set_text("ClientRequestToken", "t\nx"), ErrorCode.INVALID_ARGUMENT, ["ClientRequestToken", "control"]),
+    (
+        set_text("Manifest/Location/ETag", '"e"\r\nX: 1'),
+        ErrorCode.MALFORMED_XML,
+        ["Location/ETag", "control"],
+    ),
+    (set_text("Report/Bucket", "qcs::cos:ap-chengdu::b-1250000000\n"), ErrorCode.MALFORMED_XML, ["control"]),
     (set_text("Priority", "\u0661"), ErrorCode.INVALID_REQUEST, [PRIORITY]),
     (
         set_text("ConfirmationRequired", "yes"),
@@ -511,3 +518,19 @@ def test_bodies_that_are_not_a_create_job_request(raw: bytes, code: ErrorCode) -
         parse_create_job(raw)
     assert caught.value.code is code
     assert "line" not in caught.value.message  # no parser internals
+
+
+def test_key_prefixes_may_hold_any_character_s3_keys_may() -> None:
+    # GIVEN prefixes with a line break (S3 keys may hold one; other fields may not)
+    root = seed()
+    operation(
+        "<COSPutObjectCopy><TargetResource>qcs::cos:ap-chengdu:uid/1250000000:d-1250000000</TargetResource>"
+        "<PrefixReplace>true</PrefixReplace><ResourcesPrefix>a&#10;</ResourcesPrefix>"
+        "<TargetKeyPrefix>b&#13;</TargetKeyPrefix></COSPutObjectCopy>"
+    )(root)
+    set_text("Report/Prefix", "reports\n")(root)
+    # WHEN parsed THEN they are kept as sent
+    spec = parse_create_job(body(root))
+    assert isinstance(spec.operation, PutObjectCopy)
+    assert (spec.operation.resources_prefix, spec.operation.target_key_prefix) == ("a\n", "b\r")
+    assert spec.report.prefix == "reports\n"

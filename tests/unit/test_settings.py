@@ -40,3 +40,36 @@ def test_credentials_may_be_secrets_or_tenants() -> None:
 def test_bad_credentials_are_named(value: str, fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         LocalSettings.from_env({"BATCHOPS_CREDENTIALS": value})
+
+
+def test_a_credentials_secret_is_named_by_arn_or_name_with_a_max_age() -> None:
+    from batchops.api.credentials import CredentialsSecret
+    from batchops.settings import JobsApiSettings
+
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:batchops/keys-AbCdEf"
+    jobs_api = JobsApiSettings.from_env({"JOBS_TABLE": "t", "BATCHOPS_CREDENTIALS_SECRET": arn})
+    assert jobs_api.credentials_secret == CredentialsSecret(arn, 300)
+    assert jobs_api.credentials == {}
+    local = LocalSettings.from_env(
+        {"BATCHOPS_CREDENTIALS_SECRET": "batchops/keys", "BATCHOPS_CREDENTIALS_SECRET_MAX_AGE": "60"}
+    )
+    assert (local.credentials_secret, local.credentials_secret_max_age) == ("batchops/keys", 60)
+    assert JobsApiSettings.from_env({"JOBS_TABLE": "t"}).credentials_secret is None
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        (
+            {"BATCHOPS_CREDENTIALS": '{"AKID": "s"}', "BATCHOPS_CREDENTIALS_SECRET": "batchops/keys"},
+            "alternatives",
+        ),
+        (
+            {"BATCHOPS_CREDENTIALS_SECRET": "batchops/keys", "BATCHOPS_CREDENTIALS_SECRET_MAX_AGE": "0"},
+            "BATCHOPS_CREDENTIALS_SECRET_MAX_AGE must be a positive integer",
+        ),
+    ],
+)
+def test_bad_credentials_secret_settings_are_named(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment):
+        LocalSettings.from_env(env)

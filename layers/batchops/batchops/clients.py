@@ -15,6 +15,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sts.client import STSClient
 
@@ -54,3 +55,8 @@ def sts_client() -> STSClient:
 
 def sqs_client() -> SQSClient:
     return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def secretsmanager_client() -> SecretsManagerClient:
+    """For API keys kept in a secret: short timeouts, since a request waits on the read."""
+    return boto3.client("secretsmanager", config=STORE_CLIENT_CONFIG)

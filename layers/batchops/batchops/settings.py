@@ -6,13 +6,18 @@ values. A bad value fails at once with a message naming the variable and the val
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchops.api.auth import Principal
+from batchops.api.credentials import (
+    DEFAULT_MAX_AGE_SECONDS,
+    CredentialsFormatError,
+    CredentialsSecret,
+    parse_credentials,
+)
 from batchops.engine.settings import EngineSettings
 from batchops.ops.copy import CopySettings
 from batchops.submit.errors import RuleError
@@ -40,11 +45,14 @@ class JobsApiSettings:
     """Where job work is sent (the run_job queue); without it jobs are created but never run."""
     credentials: dict[str, Principal]
     """With keys, every request must also carry a COS signature by one of them."""
+    credentials_secret: CredentialsSecret | None = None
+    """Or the keys are kept in Secrets Manager."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JobsApiSettings:
         return cls(
             credentials=_credentials(env),
+            credentials_secret=_credentials_secret(env),
             jobs_table=_required(env, "JOBS_TABLE"),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             work_queue_url=env.get("WORK_QUEUE_URL") or None,
@@ -96,14 +104,20 @@ class LocalSettings:
     secret_id: str | None
     secret_key: str | None
     """What `batchops jobs` and `batchops submit` sign with."""
+    credentials_secret: str | None = None
+    """`batchops serve` reads its keys from this secret instead (its `--credentials-secret`)."""
+    credentials_secret_max_age: int = DEFAULT_MAX_AGE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
         secret_id, secret_key = env.get("BATCHOPS_SECRET_ID") or None, env.get("BATCHOPS_SECRET_KEY") or None
         if (secret_id is None) != (secret_key is None):
             raise SettingsError("BATCHOPS_SECRET_ID and BATCHOPS_SECRET_KEY go together")
+        secret = _credentials_secret(env)
         return cls(
             credentials=_credentials(env),
+            credentials_secret=secret.secret_id if secret else None,
+            credentials_secret_max_age=_credentials_secret_max_age(env),
             secret_id=secret_id,
             secret_key=secret_key,
             db_path=Path(env.get("BATCHOPS_DB") or DEFAULT_DB),
@@ -234,36 +248,22 @@ def _credentials(env: Mapping[str, str]) -> dict[str, Principal]:
     raw = env.get("BATCHOPS_CREDENTIALS", "").strip()
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    if env.get("BATCHOPS_CREDENTIALS_SECRET", "").strip():
         raise SettingsError(
-            f"BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key: {exc.msg}"
-        ) from exc
-    if not isinstance(data, dict) or not data:
-        raise SettingsError("BATCHOPS_CREDENTIALS must be a JSON object of key id to secret key")
-    return {str(key_id): _principal(str(key_id), value) for key_id, value in data.items()}
+            "BATCHOPS_CREDENTIALS and BATCHOPS_CREDENTIALS_SECRET are alternatives: set one of them"
+        )
+    try:
+        return parse_credentials(raw, "BATCHOPS_CREDENTIALS")
+    except CredentialsFormatError as exc:
+        raise SettingsError(str(exc)) from None
 
 
-def _principal(key_id: str, value: object) -> Principal:
-    where = f"BATCHOPS_CREDENTIALS[{key_id!r}]"
-    if isinstance(value, str) and value:
-        return Principal(key_id, value)
-    if not isinstance(value, dict) or not isinstance(value.get("secret"), str) or not value["secret"]:
-        raise SettingsError(f"{where} must be a secret key, or an object with at least a secret")
-    unknown = set(value) - {"secret", "appid", "uin", "roles", "buckets"}
-    if unknown:
-        raise SettingsError(f"{where}: {sorted(unknown)[0]!r} is not a credential field")
-    for name in ("roles", "buckets"):
-        if name in value and not (
-            isinstance(value[name], list) and all(isinstance(v, str) for v in value[name])
-        ):
-            raise SettingsError(f"{where}.{name} must be a list of strings")
-    return Principal(
-        key_id,
-        value["secret"],
-        appid=str(value["appid"]) if value.get("appid") else None,
-        uin=str(value["uin"]) if value.get("uin") else None,
-        roles=frozenset(value["roles"]) if "roles" in value else None,
-        buckets=frozenset(value.get("buckets", [])),
-    )
+def _credentials_secret(env: Mapping[str, str]) -> CredentialsSecret | None:
+    """BATCHOPS_CREDENTIALS_SECRET: a Secrets Manager secret (ARN or name) whose SecretString is
+    the BATCHOPS_CREDENTIALS JSON, re-read every BATCHOPS_CREDENTIALS_SECRET_MAX_AGE seconds."""
+    secret_id = env.get("BATCHOPS_CREDENTIALS_SECRET", "").strip()
+    return CredentialsSecret(secret_id, _credentials_secret_max_age(env)) if secret_id else None
+
+
+def _credentials_secret_max_age(env: Mapping[str, str]) -> int:
+    return _positive_int(env, "BATCHOPS_CREDENTIALS_SECRET_MAX_AGE", DEFAULT_MAX_AGE_SECONDS)

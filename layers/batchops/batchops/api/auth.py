@@ -5,7 +5,8 @@ Follows the client's ``q-header-list`` (SDKs sign different headers) but require
 checks), so nothing a job depends on travels unsigned. ``q-url-param-list`` must name exactly
 the parameters present, so none can be added. Answers as COS does: InvalidAccessKeyId,
 SignatureDoesNotMatch, AccessDenied (expired, or something required unsigned) and
-RequestTimeTooSkewed (not valid yet), all 403. Reference: reliability-security.md §2.3.
+RequestTimeTooSkewed (not valid yet), all 403; keys whose store does not answer make a 503
+ServiceUnavailable. Reference: reliability-security.md §2.3.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote
 
 from batchops.api.errors import ApiError, ErrorCode
@@ -44,12 +46,37 @@ class Principal:
         return self.appid is not None
 
 
-class SignatureVerifier:
-    def __init__(self, keys: Mapping[str, str | Principal], clock: Callable[[], float] = time.time) -> None:
+class CredentialsUnavailableError(Exception):
+    """The keys cannot be read right now (their store does not answer); the request may be retried."""
+
+
+class Credentials(Protocol):
+    """Where the verifier looks a key id up: a fixed mapping, or a secret read and cached."""
+
+    def principal(self, key_id: str) -> Principal | None:
+        """The principal of ``key_id``, None if there is none. May raise CredentialsUnavailableError."""
+        ...
+
+
+class StaticCredentials:
+    def __init__(self, keys: Mapping[str, str | Principal]) -> None:
         self._principals = {
             key_id: value if isinstance(value, Principal) else Principal(key_id, value)
             for key_id, value in keys.items()
         }
+
+    def principal(self, key_id: str) -> Principal | None:
+        return self._principals.get(key_id)
+
+
+CREDENTIALS_UNAVAILABLE = "The keys that requests are checked against cannot be read right now; please retry."
+
+
+class SignatureVerifier:
+    def __init__(
+        self, keys: Mapping[str, str | Principal] | Credentials, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._credentials = StaticCredentials(keys) if isinstance(keys, Mapping) else keys
         self._clock = clock
 
     def verify(
@@ -65,7 +92,12 @@ class SignatureVerifier:
             auth = parse_authorization(value)
         except SignatureFormatError as exc:
             raise ApiError(ErrorCode.ACCESS_DENIED, f"The Authorization header is malformed: {exc}") from exc
-        principal = self._principals.get(auth.access_key)
+        try:
+            principal = self._credentials.principal(auth.access_key)
+        except CredentialsUnavailableError:
+            # Not the seed's job-store ServiceUnavailable (500): 503 tells clients and SDKs that
+            # the same request will do once the key store answers again.
+            raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, CREDENTIALS_UNAVAILABLE, http_status=503) from None
         if principal is None:
             raise ApiError(ErrorCode.INVALID_ACCESS_KEY_ID, "The access key id you provided does not exist.")
         secret = principal.secret

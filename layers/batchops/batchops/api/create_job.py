@@ -103,8 +103,6 @@ def parse_create_job(body: bytes) -> JobSpec:
     )
     token = top.text("ClientRequestToken", invalid_argument, required=True, max_bytes=64)
     description = top.text("Description", invalid_argument, max_bytes=256, min_bytes=0) or ""
-    if not printable_xml_text(description):
-        raise invalid_argument("Description must not contain control characters such as CR or LF.")
     confirmation = top.boolean("ConfirmationRequired", invalid_argument, default=False)
     role_arn = top.text("RoleArn", invalid_argument, required=True, max_bytes=2048)
     assert role_arn is not None
@@ -283,8 +281,8 @@ def _copy(el: etree._Element, fail: Fail) -> PutObjectCopy:
         )
 
     prefix_replace = node.boolean("PrefixReplace", fail, default=False)
-    resources_prefix = node.text("ResourcesPrefix", fail, max_bytes=1024, min_bytes=0)
-    target_key_prefix = node.text("TargetKeyPrefix", fail, max_bytes=1024, min_bytes=0)
+    resources_prefix = node.text("ResourcesPrefix", fail, max_bytes=1024, min_bytes=0, key_part=True)
+    target_key_prefix = node.text("TargetKeyPrefix", fail, max_bytes=1024, min_bytes=0, key_part=True)
     if prefix_replace and not (resources_prefix or target_key_prefix):
         raise fail(f"{path}: PrefixReplace true needs ResourcesPrefix or TargetKeyPrefix.")
     if not prefix_replace and resources_prefix:
@@ -428,7 +426,7 @@ def _report(el: etree._Element) -> ReportSpec:
             raise fail(f"Report/Bucket: {exc}") from exc
     fmt = node.enum("Format", ReportFormat, fail, required=enabled) or ReportFormat.CSV
     scope = node.enum("ReportScope", ReportScope, fail, required=enabled) or ReportScope.ALL_TASKS
-    prefix = node.text("Prefix", fail, max_bytes=256, min_bytes=0)
+    prefix = node.text("Prefix", fail, max_bytes=256, min_bytes=0, key_part=True)
     return ReportSpec(bucket=bucket, enabled=enabled, format=fmt, scope=scope, prefix=prefix or None)
 
 
@@ -475,8 +473,18 @@ class _Children:
         return self._by_name[name][0]
 
     def text(
-        self, name: str, fail: Fail, *, required: bool = False, max_bytes: int, min_bytes: int = 1
+        self,
+        name: str,
+        fail: Fail,
+        *,
+        required: bool = False,
+        max_bytes: int,
+        min_bytes: int = 1,
+        key_part: bool = False,
     ) -> str | None:
+        """The element's text. Control characters are refused unless it is part of object keys
+        (a prefix), which S3 allows to hold any: everything else ends up in an HTTP header (ETag,
+        metadata, tags), a URL or ARN, a log line or a response, where CR or LF could forge more."""
         if name not in self._by_name:
             if required:
                 raise fail(f"{self._where(name)} is required.")
@@ -484,7 +492,10 @@ class _Children:
         el = self._by_name[name][0]
         if len(el):
             raise fail(f"{self._where(name)} must hold text, not elements.")
-        return self._check_length(name, el.text or "", fail, min_bytes, max_bytes)
+        value = self._check_length(name, el.text or "", fail, min_bytes, max_bytes)
+        if not key_part and not printable_xml_text(value):
+            raise fail(f"{self._where(name)} must not contain control characters such as CR or LF.")
+        return value
 
     def _check_length(self, name: str, value: str, fail: Fail, min_bytes: int, max_bytes: int) -> str:
         size = len(value.encode("utf-8"))

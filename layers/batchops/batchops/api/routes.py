@@ -47,9 +47,11 @@ APPID_HEADER = "x-cos-appid"
 REQUEST_ID_HEADER = "x-cos-request-id"
 TRACE_ID_HEADER = "x-cos-trace-id"
 MAX_LIST_RESULTS = 1000
-_APPID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_APPID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _JOB_PATH = re.compile(r"^/jobs/(?P<job_id>[^/]+)(?P<action>/priority|/status)?$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A client's trace id is echoed only if it is one plain token (it goes back in a response header).
+_TRACE_ID = re.compile(r"[A-Za-z0-9+/=._:-]{1,256}")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class JobsApi:
         except JobError as exc:
             return self._error(_api_error(exc), request, headers)
         except Exception:  # the client gets a COS error, the log gets the traceback
-            log.exception("unhandled error serving %s %s", request.method, request.path)
+            log.exception("unhandled error serving %s %r", request.method, request.path)
             error = ApiError(ErrorCode.INTERNAL_ERROR, "We encountered an internal error. Please try again.")
             return self._error(error, request, headers)
         return ApiResponse(status=status, body=body, headers=headers)
@@ -111,10 +113,11 @@ class JobsApi:
         return self._error(error, request, self._headers(request))
 
     def _headers(self, request: ApiRequest) -> dict[str, str]:
+        trace_id = request.headers.get(TRACE_ID_HEADER, "")
         return {
             "Content-Type": "application/xml",
             REQUEST_ID_HEADER: self._request_ids(),
-            TRACE_ID_HEADER: request.headers.get(TRACE_ID_HEADER) or secrets.token_hex(16),
+            TRACE_ID_HEADER: trace_id if _TRACE_ID.fullmatch(trace_id) else secrets.token_hex(16),
         }
 
     def _route(self, request: ApiRequest, principal: Principal | None = None) -> tuple[int, bytes]:
@@ -151,7 +154,7 @@ class JobsApi:
         if principal is not None:
             authorize_job(principal, spec)
         job = self._service.create(appid, spec)
-        log.info("created job %s for appid %s (token %s)", job.job_id, appid, spec.client_request_token)
+        log.info("created job %s for appid %s (token %r)", job.job_id, appid, spec.client_request_token)
         return render.create_job_result(job.job_id)
 
     def _describe(self, request: ApiRequest, job_id: str) -> bytes:
@@ -207,7 +210,8 @@ class JobsApi:
 
     def _error(self, error: ApiError, request: ApiRequest, headers: dict[str, str]) -> ApiResponse:
         if error.http_status >= 500:
-            log.warning("%s %s -> %s: %s", request.method, request.path, error.code.value, error.message)
+            # %r: the path is the client's, percent-decoded, and may hold CR or LF.
+            log.warning("%s %r -> %s: %s", request.method, request.path, error.code.value, error.message)
         body = render.error_body(
             code=error.code.value,
             message=error.message,
@@ -238,13 +242,13 @@ def _appid(request: ApiRequest) -> str:
     appid = request.headers.get(APPID_HEADER, "")
     if not appid:
         raise invalid_argument("The x-cos-appid header is required.")
-    if not _APPID.match(appid):
+    if not _APPID.fullmatch(appid):
         raise invalid_argument("The x-cos-appid header must be 1-64 letters, digits, '-' or '_'.")
     return appid
 
 
 def _job_id(job_id: str) -> str:
-    if not _JOB_ID.match(job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise NoSuchJobError(job_id)
     return job_id
 

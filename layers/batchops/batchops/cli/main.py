@@ -17,12 +17,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchops.api.auth import Principal, SignatureVerifier
+from batchops.api.auth import Credentials, Principal, SignatureVerifier
+from batchops.api.credentials import CredentialsSecret, configured_credentials
 from batchops.api.routes import JobsApi
 from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
 from batchops.cli.server import make_server
-from batchops.clients import s3_client
+from batchops.clients import s3_client, secretsmanager_client
 from batchops.engine.embedded import EmbeddedDispatcher, drop_ledger_when_ended_early
 from batchops.engine.phases import Engine
 from batchops.jobs.service import JobService
@@ -39,7 +40,9 @@ EXIT_UNREACHABLE = 3
 
 
 def local_api(
-    db_path: Path, max_active_jobs: int, credentials: Mapping[str, str | Principal] | None = None
+    db_path: Path,
+    max_active_jobs: int,
+    credentials: Mapping[str, str | Principal] | Credentials | None = None,
 ) -> tuple[JobsApi, SQLiteJobStore]:
     """The jobs API on the embedded SQLite store; with credentials, every request must be signed."""
     store = SQLiteJobStore(db_path)
@@ -101,6 +104,13 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     _add_db_argument(serve, settings)
     serve.add_argument("--no-workers", action="store_true", help="serve the API only; run jobs elsewhere")
+    serve.add_argument(
+        "--credentials-secret",
+        metavar="ARN",
+        default=settings.credentials_secret,
+        help="accept only requests signed with a key of this Secrets Manager secret "
+        "(BATCHOPS_CREDENTIALS_SECRET; re-read every BATCHOPS_CREDENTIALS_SECRET_MAX_AGE seconds)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
@@ -197,12 +207,21 @@ def _add_jobs_commands(commands: Any, settings: LocalSettings) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
-    api, store = local_api(args.db, settings.max_active_jobs, settings.credentials)
+    secret = None
+    if args.credentials_secret:
+        if settings.credentials:
+            print("batchops: --credentials-secret and BATCHOPS_CREDENTIALS are alternatives", file=sys.stderr)
+            return EXIT_USAGE
+        secret = CredentialsSecret(args.credentials_secret, settings.credentials_secret_max_age)
+    credentials = configured_credentials(settings.credentials, secret, secretsmanager_client)
+    api, store = local_api(args.db, settings.max_active_jobs, credentials)
     server = make_server(api, args.host, args.port)
     dispatcher = None if args.no_workers else local_dispatcher(store, settings)
     signal.signal(signal.SIGTERM, _interrupt)
     workers = "no workers" if dispatcher is None else f"{settings.engine.workers} workers"
-    if settings.credentials:
+    if secret is not None:
+        workers += f", signed requests only (keys from secret {secret.secret_id})"
+    elif settings.credentials:
         workers += ", signed requests only"
     print(f"batchops: jobs API on {server.url} (store {store.path}, {workers})", file=sys.stderr, flush=True)
     try:

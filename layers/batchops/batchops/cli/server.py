@@ -19,9 +19,11 @@ from batchops.api.xml_safe import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 DRAIN_LIMIT = 4 * 1024 * 1024
+DRAIN_SECONDS = 1.0
 MAX_CONNECTIONS = 64
 BODY_DEADLINE_SECONDS = 60.0
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 class JobsHttpServer(ThreadingHTTPServer):
@@ -113,11 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
         refusal = self._body_refusal()
         if refusal is not None:
-            # The body is never parsed. A modest one is drained so that a client still writing it
-            # reads our answer instead of a broken pipe; the connection closes either way.
+            # The body is never parsed. The answer goes first, so that a client whose
+            # Content-Length is larger than what it sends is not kept waiting; then a modest body
+            # is drained so that a client still writing it reads our answer instead of a reset.
             self.close_connection = True
-            self._drain()
             self._send(self.server.api.refuse(request, refusal), close=True)
+            self._drain()
             return
         try:
             body = self._read_body(int(self.headers.get("Content-Length") or 0))
@@ -150,8 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _drain(self) -> None:
         raw = self.headers.get("Content-Length") or ""
         remaining = min(int(raw), DRAIN_LIMIT) if _DIGITS.fullmatch(raw.strip()) else 0
-        with contextlib.suppress(OSError):
-            while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
+        deadline = time.monotonic() + DRAIN_SECONDS
+        with contextlib.suppress(OSError):  # a timeout included: the connection closes anyway
+            self.connection.settimeout(DRAIN_SECONDS)
+            while remaining > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(remaining, 65536))
+                if not chunk:
+                    break
                 remaining -= len(chunk)
 
     def _body_refusal(self) -> ApiError | None:
@@ -193,7 +201,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.api.refuse(request, error), close=True)
 
     def log_message(self, format: str, *args: object) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        # The request line is the client's: escape control characters as http.server's own
+        # log_message does (gh-100001), which this override would otherwise lose.
+        log.info("%s %s", self.address_string(), (format % args).translate(_CONTROL_CHARACTERS))
 
 
 def make_server(

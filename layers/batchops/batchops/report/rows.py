@@ -22,10 +22,13 @@ Rules every line obeys, and why:
 - Formula-injection guard: people open reports in spreadsheets, which run a cell starting with
   ``=``, ``+``, ``-``, ``@``, tab or CR as a formula (OWASP "CSV Injection"). ErrorCode and
   ResultMessage carry text from servers and from users' own object names, so such a value gets a
-  leading ``'``. The Key needs no guard: after ``quote_plus`` only letters, digits, ``_.-~/%+``
-  remain, so no parenthesis, pipe or quote, hence no function call or DDE payload. Bucket and
-  VersionId are written verbatim because they must round-trip as a manifest; the manifest reader
-  is where malformed ones are refused.
+  leading ``'``. The Key cannot take a ``'`` (it would no longer decode to the key), and needs
+  none: ``quote_plus`` encodes ``=``, ``+``, ``@``, tab and CR, and leaves only letters, digits,
+  ``_.-~/%+``, so no parenthesis, pipe or quote, hence no function call or DDE payload. Only a
+  leading ``-`` would survive, and ``-A1-B1`` is still a formula, so a key's first ``-`` is written
+  ``%2D``, which every URL decoder (ours, S3's) turns back into ``-``. Bucket and VersionId are
+  written verbatim because they must round-trip as a manifest; the manifest reader is where
+  malformed ones are refused.
 """
 
 from __future__ import annotations
@@ -117,8 +120,10 @@ def parse_row(line: str) -> ReportRow:
 
 
 def encode_key(key: str) -> str:
-    """Form-encode a key the way manifests and S3 Inventory do (space -> ``+``, ``+`` -> ``%2B``)."""
-    return quote_plus(key, safe="/")
+    """Form-encode a key the way manifests and S3 Inventory do (space -> ``+``, ``+`` -> ``%2B``),
+    with a leading ``-`` as ``%2D`` so that no key cell starts like a formula."""
+    encoded = quote_plus(key, safe="/")
+    return "%2D" + encoded[1:] if encoded.startswith("-") else encoded
 
 
 def guard_formula(text: str) -> str:
