@@ -5,8 +5,8 @@ Follows the client's ``q-header-list`` (SDKs sign different headers) but require
 checks), so nothing a job depends on travels unsigned. ``q-url-param-list`` must name exactly
 the parameters present, so none can be added. Answers as COS does: InvalidAccessKeyId,
 SignatureDoesNotMatch, AccessDenied (expired, or something required unsigned) and
-RequestTimeTooSkewed (not valid yet), all 403; keys whose store does not answer make a 500 ServiceUnavailable, as the job store's outage does
-ServiceUnavailable. Reference: reliability-security.md §2.3.
+RequestTimeTooSkewed (not valid yet), all 403; keys whose store does not answer make a 500
+ServiceUnavailable, as a job store outage does. Reference: reliability-security.md §2.3.
 """
 
 from __future__ import annotations
