@@ -1,8 +1,9 @@
-"""Two finalizers on one job, on each ledger: the sweeper's second finalize while a slow one writes.
+"""Finalize on each ledger: a report that cannot be written, and two finalizers on one job.
 
-The first finalizer renews its claim while it writes, so the second is refused and writes
-nothing; a finalizer that cannot renew (cut off from the ledger) stops before its next write and
-leaves the other's report whole; one whose job changes status under it stops too.
+A report that cannot be written fails the job (ReportNotWritten), leaving nothing half-written.
+A finalizer renews its claim while it writes, so the sweeper's second finalize is refused and
+writes nothing; a finalizer that cannot renew (cut off from the ledger) stops before its next
+write and leaves the other's report whole; one whose job changes status under it stops too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from botocore.config import Config
 
 from batchops.api.create_job import parse_create_job
 from batchops.cli.main import local_service
-from batchops.engine.phases import Engine
-FINALIZE_CLAIM_LEASES = 5
+from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
 from batchops.jobs.model import Job
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, RequestedJobStatus
@@ -32,7 +32,7 @@ from batchops.store.dynamodb import DynamoDBJobStore
 from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import new_bucket
-from tests.faults import count_only, inject
+from tests.faults import count_only, inject, s3_error
 from tests.integration.jobs_harness import csv_manifest, engine_settings, put_manifest, read_report, request
 
 if TYPE_CHECKING:
@@ -131,6 +131,30 @@ def assert_ledger_dropped(ledger: ChunkLedger, job_id: str) -> None:
     # A claim at time 0 is refused by any claim left behind: none is.
     assert ledger.claim_finalize(job_id, "probe", now=0.0, until=1.0)
     ledger.drop_chunks(job_id)
+
+
+def test_a_report_that_cannot_be_written_fails_the_job_and_leaves_nothing(rig: Rig) -> None:
+    # GIVEN a finalizer whose role may not write the report's results
+    job_id, bucket = completing_job(rig)
+    denied_s3 = rig.s3()
+    inject(
+        denied_s3,
+        "PutObject",
+        lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
+    )
+    # WHEN it finalizes the job
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1")
+    # THEN the job failed, saying why, with its tasks still counted
+    job = rig.service.describe(APPID, job_id)
+    assert job.status is JobStatus.FAILED
+    assert [f.code for f in job.failure_reasons] == ["ReportNotWritten"]
+    assert "AccessDenied" in job.failure_reasons[0].reason
+    assert (job.progress.succeeded, job.progress.failed) == (TASKS, 0)
+    # AND no report object or upload was left behind, and the ledger is gone
+    s3 = rig.s3()
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_ledger_dropped(rig.ledger, job_id)
 
 
 def test_a_slow_finalizer_keeps_its_claim_and_the_sweepers_second_one_writes_nothing(rig: Rig) -> None:
