@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNKS_PER_WRITE = 64
-FINALIZE_CLAIM_LEASES = 5
 _FINAL = {
     JobStatus.COMPLETING: JobStatus.COMPLETE,
     JobStatus.FAILING: JobStatus.FAILED,
@@ -318,6 +317,10 @@ class Engine:
                 failed += segment.failed
             writer.finish()
         return succeeded, failed
+
+
+FINALIZE_CLAIM_LEASES = 5
+"""A finalize claim lasts this many ``lease_seconds``, renewed every ``lease_seconds``."""
 
 
 class _FinalizeClaim:
