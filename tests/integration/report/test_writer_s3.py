@@ -11,10 +11,11 @@ import sys
 import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from batchops.report.rows import REPORT_SCHEMA, ReportRow, parse_row
 from batchops.report.writer import (
@@ -27,6 +28,7 @@ from batchops.report.writer import (
     results_key,
 )
 from tests.conftest import ROOT
+from tests.faults import count_only, inject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -371,6 +373,34 @@ def test_results_roll_over_to_new_files_at_the_size_bound(s3: S3Client, bucket: 
     }
     assert all_keys(s3, bucket) == sorted([location.manifest_key, *location.result_keys])
     assert location.rows_written == {"succeeded": 1_800, "failed": 200}
+
+
+@pytest.mark.parametrize(
+    ("checksums", "part_header"),
+    [("when_supported", "x-amz-checksum-crc32"), ("when_required", "Content-MD5")],
+)
+def test_every_part_carries_a_checksum_whatever_the_clients_setting(
+    moto_endpoint: str, bucket: str, checksums: Literal["when_supported", "when_required"], part_header: str
+) -> None:
+    # GIVEN a client that adds checksums by default (AWS), or only where required (an endpoint
+    # that does not know the newer ones)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=Config(request_checksum_calculation=checksums))
+    headers = inject(s3, "UploadPart", count_only())
+    # WHEN a results file goes up in parts
+    with ReportWriter(
+        s3, bucket, "reports", JOB_ID, FORMAT, failed_only=True, part_bytes=MIN_PART_BYTES
+    ) as w:
+        for each in big_rows(160_000, failed_every=1):
+            w.add(each)
+        location = w.finish()
+    # THEN each part was sent with its checksum, and the object is whole, its MD5 the manifest's
+    assert len(headers.seen) >= 2
+    assert all(part_header.lower() in {h.lower() for h in req.headers} for req in headers.seen)
+    manifest = read_json(s3, bucket, location.manifest_key)
+    (result,) = manifest["Results"]
+    body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+    assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
+    assert body.count(b"\n") == 160_000
 
 
 def test_refuses_parts_s3_would_refuse() -> None:

@@ -286,6 +286,7 @@ class Engine:
 
     def _claim_lost(self, appid: str, job_id: str, claim: _FinalizeClaim) -> bool:
         """After losing the finalize claim: done if another finalizer ended the job, else not yet."""
+        claim.stop()  # no renewal may follow the drop or the release below
         if is_terminal(self.service.get(appid, job_id).status):
             # The winner dropped the ledger; a renewal racing that drop may have put our claim
             # back, so drop again (it is idempotent).

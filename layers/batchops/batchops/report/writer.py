@@ -192,12 +192,11 @@ class ReportWriter:
         self._part_bytes = part_bytes
         self._file_bytes = file_bytes
         self._may_write = may_write
-        # Ask S3 for the CRC32 part checksums botocore sends when it sends checksums at all, as
-        # boto3's own managed upload does; otherwise every part carries its Content-MD5.
-        self._crc32 = (
-            # (botocore-stubs do not know the setting yet)
-            getattr(s3_client.meta.config, "request_checksum_calculation", None) == "when_supported"
-        )
+        # When botocore adds checksums to requests (its default, "when_supported"), the upload
+        # declares CRC32 and its completion lists each part's, as boto3's managed upload does;
+        # otherwise (an endpoint configured "when_required") each part carries its Content-MD5.
+        # (getattr: botocore-stubs do not know the setting yet.)
+        self._crc32 = getattr(s3_client.meta.config, "request_checksum_calculation", None) == "when_supported"
         self._open: dict[str, _ResultsFile] = {}
         self._written: list[_ResultsFile] = []
         self._rows = dict.fromkeys(TASK_STATUSES, 0)
