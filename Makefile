@@ -27,6 +27,7 @@ soak: $(STAMP)
 # Benchmarks (not part of `make test`): figures and ratios printed as JSON and a Markdown table.
 bench: $(STAMP)
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.manifest_memory
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.report_memory
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.scale_inputs
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.hostile_latency
 

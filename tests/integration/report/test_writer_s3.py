@@ -1,4 +1,5 @@
-"""ReportWriter against a moto server over HTTP: the S3 report layout, MD5s, scope, reruns, memory."""
+"""ReportWriter against a moto server over HTTP: the S3 report layout, MD5s, scope, reruns, parts
+and files, aborts, memory."""
 
 from __future__ import annotations
 
@@ -7,19 +8,27 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from batchops.report.rows import REPORT_SCHEMA, ReportRow, parse_row
-from batchops.report.writer import ReportLocation, ReportWriter, iso_millis, results_key
+from batchops.report.writer import (
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    ReportAbandonedError,
+    ReportLocation,
+    ReportWriter,
+    iso_millis,
+    results_key,
+)
 from tests.conftest import ROOT
+from tests.faults import count_only, inject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -45,15 +54,6 @@ def bucket(s3: S3Client) -> str:
     name = f"reports-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-@pytest.fixture
-def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point tempfile at a private directory so a test can see the spools come and go."""
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 def mixed_rows() -> list[ReportRow]:
@@ -234,56 +234,192 @@ def test_manifest_is_written_last(s3: S3Client, bucket: str) -> None:
     assert len([c for c in calls if c[1].endswith(".csv")]) == 2
 
 
-def test_a_failed_upload_writes_no_manifest_and_finish_can_be_retried(
-    s3: S3Client, bucket: str, spool_dir: Path
-) -> None:
-    # GIVEN an S3 that fails the failed-rows upload once
-    failing = results_key("reports", JOB_ID, "failed")
-    failures = [failing]
+def big_rows(count: int, failed_every: int = 10) -> list[ReportRow]:
+    """``count`` rows of about 70 bytes, every ``failed_every``-th failed."""
+    return [
+        ReportRow(
+            "src-bucket",
+            f"dir/sub directory/object-{n:07d}.bin",
+            None,
+            n % failed_every != 0,
+            200 if n % failed_every else 404,
+            "" if n % failed_every else "NoSuchKey",
+            "Successful" if n % failed_every else "gone",
+        )
+        for n in range(count)
+    ]
 
-    def fail_once(params: dict[str, Any], **_: Any) -> None:
-        if params.get("Key") in failures:
-            failures.remove(params["Key"])
-            raise Boom(params["Key"])
 
-    s3.meta.events.register("before-parameter-build.s3.PutObject", fail_once)
-    with ReportWriter(s3, bucket, "reports", JOB_ID, FORMAT, failed_only=False, clock=lambda: CREATED) as w:
-        for each in mixed_rows():
-            w.add(each)
-        # WHEN finish fails
+def uploads_in_progress(s3: S3Client, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def test_a_failed_part_aborts_the_upload_and_writes_no_manifest(s3: S3Client, bucket: str) -> None:
+    # GIVEN an S3 that refuses the second part of any upload (after botocore's retries)
+    def refuse_part_2(params: dict[str, Any], **_: Any) -> None:
+        if params.get("PartNumber") == 2:
+            raise Boom("part 2")
+
+    s3.meta.events.register("before-parameter-build.s3.UploadPart", refuse_part_2)
+    with ReportWriter(
+        s3, bucket, "reports", JOB_ID, FORMAT, failed_only=False, part_bytes=MIN_PART_BYTES
+    ) as w:
+        # WHEN rows fill more than two parts
         with pytest.raises(Boom):
-            w.finish()
-        # THEN no manifest exists, the spools are kept, and no more rows are accepted
-        assert f"reports/job-{JOB_ID}/manifest.json" not in all_keys(s3, bucket)
-        assert any(spool_dir.iterdir())
+            for each in big_rows(200_000):
+                w.add(each)
+        # THEN the upload in progress was aborted, nothing is visible, and the writer is done
+        assert uploads_in_progress(s3, bucket) == []
+        assert all_keys(s3, bucket) == []
         with pytest.raises(RuntimeError, match="cannot be added"):
             w.add(mixed_rows()[0])
-        # AND a second finish completes the report
-        location = w.finish()
-        assert w.finish() is location
-    manifest = read_json(s3, bucket, location.manifest_key)
-    assert len(manifest["Results"]) == 2
-    assert not any(spool_dir.iterdir())
+        with pytest.raises(RuntimeError, match="failed"):
+            w.finish()
 
 
-def test_spool_files_are_removed_however_the_block_ends(s3: S3Client, bucket: str, spool_dir: Path) -> None:
-    # GIVEN a writer holding rows on disk
-    with ReportWriter(s3, bucket, None, JOB_ID, FORMAT, failed_only=False) as w:
-        w.add(mixed_rows()[0])
-        assert len(list(spool_dir.iterdir())) == 1
-    # WHEN the block ends without finish, THEN the spool is gone and nothing was uploaded
-    assert not any(spool_dir.iterdir())
+def test_a_failed_completion_aborts_every_upload_and_writes_no_manifest(s3: S3Client, bucket: str) -> None:
+    # GIVEN an S3 that refuses to complete any upload, and rows that start one upload per status
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        raise Boom(params["Key"])
+
+    s3.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", refuse)
+    with ReportWriter(
+        s3, bucket, "reports", JOB_ID, FORMAT, failed_only=False, part_bytes=MIN_PART_BYTES
+    ) as w:
+        for each in big_rows(180_000, failed_every=2):
+            w.add(each)
+        assert len(uploads_in_progress(s3, bucket)) == 2
+        # WHEN finish fails on the first completion
+        with pytest.raises(Boom):
+            w.finish()
+    # THEN both uploads were aborted and no object, manifest or results, exists
+    assert uploads_in_progress(s3, bucket) == []
     assert all_keys(s3, bucket) == []
-    # AND when the block ends with an exception, the spool is gone too
+
+
+def test_leaving_the_block_without_finish_aborts_the_uploads(s3: S3Client, bucket: str) -> None:
+    # GIVEN a writer whose succeeded file has parts in S3
     with (
         pytest.raises(ZeroDivisionError),
-        ReportWriter(s3, bucket, None, JOB_ID, FORMAT, failed_only=False) as w,
+        ReportWriter(s3, bucket, None, JOB_ID, FORMAT, failed_only=False, part_bytes=MIN_PART_BYTES) as w,
     ):
-        w.add(mixed_rows()[2])
+        for each in big_rows(100_000):
+            w.add(each)
+        assert uploads_in_progress(s3, bucket) != []
+        # WHEN the block ends with an exception
         _ = 1 / 0
-    assert not any(spool_dir.iterdir())
+    # THEN the upload is aborted, nothing was written, and the rows are gone
+    assert uploads_in_progress(s3, bucket) == []
+    assert all_keys(s3, bucket) == []
     with pytest.raises(RuntimeError, match="closed"):
         w.finish()
+
+
+def test_told_to_stop_it_stops_before_the_next_write_and_leaves_nothing(s3: S3Client, bucket: str) -> None:
+    # GIVEN a writer allowed 3 writes (its finalizer then loses the job)
+    calls: list[str] = []
+    s3.meta.events.register("before-parameter-build.s3", lambda model, **_: calls.append(model.name))
+    allowed = iter([True, True, True])
+    writer = ReportWriter(
+        s3,
+        bucket,
+        "reports",
+        JOB_ID,
+        FORMAT,
+        failed_only=False,
+        part_bytes=MIN_PART_BYTES,
+        may_write=lambda: next(allowed, False),
+    )
+    # WHEN rows keep coming past the third write
+    with writer as w, pytest.raises(ReportAbandonedError):
+        for each in big_rows(250_000):
+            w.add(each)
+    # THEN the writes were the three allowed (create, part 1, part 2); then only the abort
+    assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "AbortMultipartUpload"]
+    assert uploads_in_progress(s3, bucket) == []
+    assert all_keys(s3, bucket) == []
+
+
+def test_results_roll_over_to_new_files_at_the_size_bound(s3: S3Client, bucket: str) -> None:
+    # GIVEN results files bounded to 4 KiB and 2,000 rows (about 140 KB)
+    rows = big_rows(2_000)
+    with ReportWriter(
+        s3, bucket, "reports", JOB_ID, FORMAT, failed_only=False, clock=lambda: CREATED, file_bytes=4096
+    ) as w:
+        for each in rows:
+            w.add(each)
+        location = w.finish()
+    # THEN manifest.json lists every file, succeeded ones first, each numbered in turn
+    manifest = read_json(s3, bucket, location.manifest_key)
+    statuses = [r["TaskExecutionStatus"] for r in manifest["Results"]]
+    assert statuses == sorted(statuses, key=("succeeded", "failed").index)
+    for status in ("succeeded", "failed"):
+        keys = [r["Key"] for r in manifest["Results"] if r["TaskExecutionStatus"] == status]
+        assert len(keys) > 3
+        assert keys == [results_key("reports", JOB_ID, status, n) for n in range(len(keys))]
+    # AND each file is whole rows within the bound, its MD5 right, and in manifest order the
+    # files hold every row once, in the order written
+    read_back: dict[str, list[str]] = {"succeeded": [], "failed": []}
+    for result in manifest["Results"]:
+        body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+        assert 0 < len(body) <= 4096
+        assert body.endswith(b"\n")
+        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
+        read_back[result["TaskExecutionStatus"]].extend(
+            parse_row(line).key for line in body.decode().splitlines()
+        )
+    assert read_back == {
+        status: [r.key for r in rows if r.task_status == status] for status in ("succeeded", "failed")
+    }
+    assert all_keys(s3, bucket) == sorted([location.manifest_key, *location.result_keys])
+    assert location.rows_written == {"succeeded": 1_800, "failed": 200}
+
+
+@pytest.mark.parametrize(
+    ("checksums", "part_header"),
+    [("when_supported", "x-amz-checksum-crc32"), ("when_required", "Content-MD5")],
+)
+def test_every_part_carries_a_checksum_whatever_the_clients_setting(
+    moto_endpoint: str, bucket: str, checksums: Literal["when_supported", "when_required"], part_header: str
+) -> None:
+    # GIVEN a client that adds checksums by default (AWS), or only where required (an endpoint
+    # that does not know the newer ones)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=Config(request_checksum_calculation=checksums))
+    headers = inject(s3, "UploadPart", count_only())
+    # WHEN a results file goes up in parts
+    with ReportWriter(
+        s3, bucket, "reports", JOB_ID, FORMAT, failed_only=True, part_bytes=MIN_PART_BYTES
+    ) as w:
+        for each in big_rows(160_000, failed_every=1):
+            w.add(each)
+        location = w.finish()
+    # THEN each part was sent with its checksum, and the object is whole, its MD5 the manifest's
+    assert len(headers.seen) >= 2
+    assert all(part_header.lower() in {h.lower() for h in req.headers} for req in headers.seen)
+    manifest = read_json(s3, bucket, location.manifest_key)
+    (result,) = manifest["Results"]
+    body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+    assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
+    assert body.count(b"\n") == 160_000
+
+
+def test_refuses_parts_s3_would_refuse() -> None:
+    s3 = boto3.client("s3")
+    # GIVEN parts under S3's 5 MiB minimum, or files that would need over 10,000 parts
+    # THEN the writer refuses them before writing anything
+    with pytest.raises(ValueError, match="part_bytes"):
+        ReportWriter(s3, "b", None, JOB_ID, FORMAT, failed_only=False, part_bytes=MIN_PART_BYTES - 1)
+    with pytest.raises(ValueError, match="file_bytes"):
+        ReportWriter(
+            s3,
+            "b",
+            None,
+            JOB_ID,
+            FORMAT,
+            failed_only=False,
+            part_bytes=MIN_PART_BYTES,
+            file_bytes=MIN_PART_BYTES * MAX_PARTS,
+        )
 
 
 def test_report_creation_date_is_utc_with_milliseconds() -> None:
@@ -295,58 +431,65 @@ def test_report_creation_date_is_utc_with_milliseconds() -> None:
         iso_millis(datetime(2024, 1, 1))
 
 
-# The 100k-row report runs in a child process so that tracemalloc sees only the writer (the moto
-# server lives in this process and keeps every object it stores in memory). Uploading costs about
-# 1 MiB per request in flight (botocore hashes bodies in 1 MiB blocks) whatever the file size, so
-# the child uploads one part at a time to keep the bound tight; measured peak is about 2.3 MB.
+# The report runs in a child process so that tracemalloc sees only the writer (the moto server
+# lives in this process and keeps every object it stores in memory).
 _CHILD = textwrap.dedent(
     """
     import json, sys, tracemalloc
     import boto3
-    from boto3.s3.transfer import TransferConfig
     from batchops.report.rows import ReportRow
-    from batchops.report.writer import ReportWriter
+    from batchops.report.writer import MIN_PART_BYTES, ReportWriter
 
     endpoint, bucket, job_id, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    config = TransferConfig(multipart_threshold=5 * 1024**2, multipart_chunksize=5 * 1024**2, max_concurrency=1)
+    # Rows made before tracing starts, so that the trace sees the writer's own allocations.
+    made = [ReportRow("src-bucket", f"dir/sub directory/object-{i:07d}.bin", None, i % 10 != 0,
+                      200 if i % 10 else 404, "" if i % 10 else "NoSuchKey", "Successful" if i % 10 else "gone")
+            for i in range(rows)]
     tracemalloc.start()
-    with ReportWriter(s3, bucket, "big", job_id, "Report_CSV_V1", failed_only=False, transfer_config=config) as w:
-        for i in range(rows):
-            ok = i % 10 != 0
-            w.add(ReportRow("src-bucket", f"dir/sub directory/object-{i:07d}.bin", None, ok,
-                            200 if ok else 404, "" if ok else "NoSuchKey", "Successful" if ok else "gone"))
-        spool_peak = tracemalloc.get_traced_memory()[1]
+    with ReportWriter(s3, bucket, "big", job_id, "Report_CSV_V1", failed_only=False,
+                      part_bytes=MIN_PART_BYTES, file_bytes=2 * MIN_PART_BYTES) as w:
+        for row in made:
+            w.add(row)
         location = w.finish()
     peak = tracemalloc.get_traced_memory()[1]
-    print(json.dumps({"spool_peak": spool_peak, "peak": peak, "rows": location.rows_written,
-                      "manifest": location.manifest_key}))
+    print(json.dumps({"peak": peak, "rows": location.rows_written, "manifest": location.manifest_key}))
     """
 )
 
 
-def test_a_100k_row_report_keeps_memory_flat(s3: S3Client, bucket: str, moto_endpoint: str) -> None:
-    # GIVEN 100,000 tasks (90k succeeded, 10k failed), big enough for a multipart upload
+def test_a_report_bigger_than_the_writers_memory_streams_in_parts_and_files(
+    s3: S3Client, bucket: str, moto_endpoint: str
+) -> None:
+    # GIVEN 300,000 tasks (270k succeeded, 30k failed): about 20 MB of rows, in 5 MiB parts and
+    # results files of at most 10 MiB
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "batchops"), str(ROOT)])}
     # WHEN a separate process writes the report under tracemalloc
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, moto_endpoint, bucket, JOB_ID, "100000"],
+        [sys.executable, "-c", _CHILD, moto_endpoint, bucket, JOB_ID, "300000"],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     measured = json.loads(done.stdout)
-    # THEN Python's peak allocation stayed within a few MB while spooling and while uploading
-    assert measured["spool_peak"] < 1 * 1024**2, measured
-    assert measured["peak"] < 3 * 1024**2, measured
-    assert measured["rows"] == {"succeeded": 90_000, "failed": 10_000}
-    # AND the succeeded file went up in parts, and its bytes still match MD5Checksum
+    assert measured["rows"] == {"succeeded": 270_000, "failed": 30_000}
+    # THEN every results file went up in parts and its bytes match MD5Checksum, and the files
+    # together hold every row
     manifest = read_json(s3, bucket, measured["manifest"])
-    succeeded = next(r for r in manifest["Results"] if r["TaskExecutionStatus"] == "succeeded")
-    assert s3.head_object(Bucket=bucket, Key=succeeded["Key"])["ETag"].strip('"').endswith("-2")
-    body = s3.get_object(Bucket=bucket, Key=succeeded["Key"])["Body"].read()
-    assert hashlib.md5(body).hexdigest() == succeeded["MD5Checksum"]
-    assert body.count(b"\n") == 90_000
+    total = lines = 0
+    for result in manifest["Results"]:
+        body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
+        assert len(body) <= 2 * MIN_PART_BYTES
+        total, lines = total + len(body), lines + body.count(b"\n")
+        if len(body) > MIN_PART_BYTES:
+            assert "-" in s3.head_object(Bucket=bucket, Key=result["Key"])["ETag"]
+    assert lines == 300_000
+    assert [r["TaskExecutionStatus"] for r in manifest["Results"]].count("succeeded") == 2
+    # AND Python's peak allocation stayed under three parts (a part being sent, a buffer per
+    # status), less than the report itself: memory is set by the part size, not by the rows
+    assert measured["peak"] < 3 * MIN_PART_BYTES, measured
+    assert total > 3 * MIN_PART_BYTES, (total, measured)

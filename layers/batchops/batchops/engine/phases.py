@@ -31,14 +31,14 @@ from batchops.engine.throttle import PrefixThrottle
 from batchops.jobs.errors import JobStateError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
-from batchops.jobs.status import JobStatus
+from batchops.jobs.status import JobStatus, is_terminal
 from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks
 from batchops.manifest.csv_manifest import iter_csv_tasks
 from batchops.manifest.inventory import iter_inventory_tasks, parse_inventory_manifest
 from batchops.manifest.resources import parse_bucket, parse_object
 from batchops.manifest.source import inventory_file_opener, open_manifest, read_small_object
 from batchops.manifest.tasks import ManifestError, ManifestTask
-from batchops.report.writer import ReportWriter
+from batchops.report.writer import ReportAbandonedError, ReportWriter
 from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, Segment
 
 if TYPE_CHECKING:
@@ -242,8 +242,9 @@ class Engine:
     def finalize(self, appid: str, job_id: str, worker: str) -> bool:
         """Write the report of a Completing, Failing or Cancelling job and end it.
 
-        Only one finalizer works on a job at a time; False if another one holds it. A job that
-        ended without finalizing (cancelled before it ran) just has its ledger dropped.
+        Only one finalizer works on a job at a time; False if another one holds it, or if this one
+        lost its claim while writing (it stopped before writing over the other's report). A job
+        that ended without finalizing (cancelled before it ran) just has its ledger dropped.
         """
         job = self.service.get(appid, job_id)
         final = _FINAL.get(job.status)
@@ -251,36 +252,56 @@ class Engine:
             if job.status in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
                 self.ledger.drop_chunks(job_id)
             return True
-        now = self.clock()
-        if not self.ledger.claim_finalize(job_id, worker, now, now + self.settings.lease_seconds * 5):
+        claim = _FinalizeClaim(self, job, worker)
+        if not claim.take():
             return False
-        failure = None
-        report = job.spec.report
-        counts = self.ledger.progress(job_id)
-        if report.enabled and report.bucket is not None:
-            try:
-                # The counts come from the same segments as the rows, so they always agree.
-                counts = self._write_report(job, parse_bucket(report.bucket).bucket)
-            except Exception as exc:  # a report that cannot be written fails the job, visibly
-                log.exception("job %s: report not written", job_id)
-                failure = JobFailure(
-                    "ReportNotWritten", f"The completion report could not be written: {exc}"[:256]
-                )
-                if final is JobStatus.COMPLETE:
-                    final = JobStatus.FAILED
-        reason = {
-            JobStatus.COMPLETE: "Job complete",
-            JobStatus.FAILED: job.status_update_reason or "Job failed",
-            JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
-        }[final]
+        claim.start()
         try:
-            self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
-        except JobStateError:
-            return True
+            failure = None
+            report = job.spec.report
+            counts = self.ledger.progress(job_id)
+            if report.enabled and report.bucket is not None:
+                try:
+                    # The counts come from the same segments as the rows, so they always agree.
+                    counts = self._write_report(job, parse_bucket(report.bucket).bucket, claim.held)
+                except ReportAbandonedError:
+                    log.warning("job %s: finalize claim lost while writing the report; stopped", job_id)
+                    return self._claim_lost(appid, job_id, claim)
+                except Exception as exc:  # a report that cannot be written fails the job, visibly
+                    log.exception("job %s: report not written", job_id)
+                    failure = JobFailure(
+                        "ReportNotWritten", f"The completion report could not be written: {exc}"[:256]
+                    )
+                    if final is JobStatus.COMPLETE:
+                        final = JobStatus.FAILED
+            if not claim.held():
+                return self._claim_lost(appid, job_id, claim)
+            reason = {
+                JobStatus.COMPLETE: "Job complete",
+                JobStatus.FAILED: job.status_update_reason or "Job failed",
+                JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
+            }[final]
+            try:
+                self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
+            except JobStateError:
+                return True
+        finally:
+            claim.stop()
         self.ledger.drop_chunks(job_id)
         return True
 
-    def _write_report(self, job: Job, bucket: str) -> tuple[int, int]:
+    def _claim_lost(self, appid: str, job_id: str, claim: _FinalizeClaim) -> bool:
+        """After losing the finalize claim: done if another finalizer ended the job, else not yet."""
+        claim.stop()  # no renewal may follow the drop or the release below
+        if is_terminal(self.service.get(appid, job_id).status):
+            # The winner dropped the ledger; a renewal racing that drop may have put our claim
+            # back, so drop again (it is idempotent).
+            self.ledger.drop_chunks(job_id)
+            return True
+        claim.release()
+        return False
+
+    def _write_report(self, job: Job, bucket: str, may_write: Callable[[], bool]) -> tuple[int, int]:
         """Write the report; the (succeeded, failed) counts of the rows it covers."""
         report = job.spec.report
         with ReportWriter(
@@ -290,6 +311,7 @@ class Engine:
             job.job_id,
             report.format.value,
             failed_only=report.scope.value == "FailedTasksOnly",
+            may_write=may_write,
         ) as writer:
             chunk_index, tasks = -1, []
             succeeded = failed = 0
@@ -302,6 +324,81 @@ class Engine:
                 failed += segment.failed
             writer.finish()
         return succeeded, failed
+
+
+FINALIZE_CLAIM_LEASES = 5
+"""A finalize claim lasts this many ``lease_seconds``, renewed every ``lease_seconds``."""
+
+
+class _FinalizeClaim:
+    """A finalizer's claim on its job, renewed while it writes the report.
+
+    The sweeper sends ``finalize`` again for a job unchanged for ten minutes, and a report of
+    millions of rows takes longer than that: renewing keeps that second finalizer out for as long
+    as this one works. The claim is renewed every ``lease_seconds`` for ``FINALIZE_CLAIM_LEASES``
+    of them (claiming again is renewing, for the same worker), and a renewal that finds the job
+    no longer in the status it was finalizing (another finalizer ended it, or it was cancelled)
+    counts as lost. ``held`` is what the report writer asks before each request: False once the
+    claim is lost, and one beat before it would run out unrenewed (the store not answering), so
+    that a write sent while held lands before another finalizer could take the job over.
+    """
+
+    def __init__(self, engine: Engine, job: Job, worker: str) -> None:
+        self.engine = engine
+        self.job = job
+        self.worker = worker
+        self.lease = engine.settings.lease_seconds
+        self.length = self.lease * FINALIZE_CLAIM_LEASES
+        self._until = 0.0
+        self._lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="batchops-finalize-claim", daemon=True)
+
+    def take(self) -> bool:
+        now = self.engine.clock()
+        if not self.engine.ledger.claim_finalize(self.job.job_id, self.worker, now, now + self.length):
+            return False
+        self._until = now + self.length
+        return True
+
+    def held(self) -> bool:
+        return not self._lost.is_set() and self.engine.clock() < self._until - self.lease
+
+    def release(self) -> None:
+        """Let the next finalizer in now (the job changed under this one): a claim that ends now.
+
+        Refused, harmlessly, if another finalizer holds the job already.
+        """
+        now = self.engine.clock()
+        try:
+            self.engine.ledger.claim_finalize(self.job.job_id, self.worker, now, now)
+        except Exception:  # it runs out by itself
+            log.warning("job %s: finalize claim not released", self.job.job_id)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        job_id = self.job.job_id
+        while not self._done.wait(self.lease):
+            now = self.engine.clock()
+            try:
+                renewed = self.engine.ledger.claim_finalize(job_id, self.worker, now, now + self.length)
+                current = (
+                    renewed and self.engine.service.get(self.job.appid, job_id).status is self.job.status
+                )
+            except Exception:  # the store hiccuped: held() stops the writing if it lasts
+                log.warning("job %s: finalize claim not renewed this time", job_id)
+                continue
+            if not current:
+                self._lost.set()
+                return
+            self._until = now + self.length
 
 
 class _Heartbeat:

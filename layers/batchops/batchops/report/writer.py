@@ -2,45 +2,48 @@
 
 ::
 
-    <prefix>/job-<job_id>/results/<sha1 of "<job_id>/<status>">.csv   one file per task status present
-    <prefix>/job-<job_id>/manifest.json                               written last
+    <prefix>/job-<job_id>/results/<sha1 of "<job_id>/<status>[/<n>]">.csv   one or more per task status
+    <prefix>/job-<job_id>/manifest.json                                  written last
 
-Rows stream to one spool file per task status in a private temporary directory, with each file's
-MD5 computed on the way, so memory stays flat whatever the number of rows; only the disk holds
-the report (on Lambda that is ``/tmp``, whose size bounds the largest report one finalize can
-write). ``finish`` uploads the spools with boto3's managed transfer from their *file names*: for a
-file name s3transfer reads each part lazily from disk, whereas for an open file object it copies
-every multipart part into memory first.
+Rows stream straight to S3, with nothing on disk and memory flat whatever the number of rows:
+each results file is a multipart upload fed from an in-memory buffer of about ``part_bytes``
+(one buffer per task status), and a file that reaches ``file_bytes`` is completed and the
+status's rows go on in a next file, as S3 Batch Operations writes several results files per
+job. Each file's MD5 is computed on the way, since S3 gives no MD5 of a multipart object. A file
+that ends smaller than one part goes up as a single PutObject.
 
 Why the names are what they are:
 
-- A results file is named by the SHA-1 of ``"<job_id>/<status>"``, not of its content, so a
-  finalize that is retried (at-least-once delivery, a killed worker) overwrites the same keys
-  instead of leaving a second set of results beside the first.
+- A results file is named by the SHA-1 of ``"<job_id>/<status>"`` (the first file of a status)
+  or ``"<job_id>/<status>/<n>"`` (the next ones), not of its content, so a finalize that is
+  retried (at-least-once delivery, a killed worker) overwrites the same keys instead of leaving
+  a second set of results beside the first.
 - ``manifest.json`` is put last, so its presence means every results file it lists is complete.
   It is the index: a reader goes through it, never lists ``results/``. (A retried finalize that
-  writes fewer statuses than an earlier attempt leaves that attempt's extra file unlisted.)
+  writes fewer files than an earlier attempt leaves that attempt's extra files unlisted.)
 - MD5Checksum is the MD5 of the bytes we uploaded, as S3 gives it, not the object's ETag (which
   for a multipart upload is not an MD5 of the content).
 
-Two finalizers racing on one job could interleave their results and manifests; the caller runs
-one finalize per job at a time and feeds rows in a stable order so a rerun is byte-identical.
+A report that cannot be written leaves no multipart upload behind: every failure aborts the
+uploads in progress. ``may_write`` is asked before every request that writes: the finalizer
+passes whether it still holds its job, so a finalizer that lost the job to another one stops
+(``ReportAbandonedError``) instead of writing over the other's report. The caller feeds rows in a
+stable order so that a rerun is byte-identical.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
-
-from boto3.s3.transfer import TransferConfig
+from typing import TYPE_CHECKING, Any, Self
 
 from batchops.report.rows import (
     REPORT_SCHEMA,
@@ -53,10 +56,25 @@ from batchops.report.rows import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 RESULTS_CONTENT_TYPE = "text/csv; charset=utf-8"
 MANIFEST_CONTENT_TYPE = "application/json"
+MIN_PART_BYTES = 5 * 1024**2
+"""S3's smallest part (every part but the last)."""
+MAX_PARTS = 10_000
+"""S3's most parts in one upload."""
+PART_BYTES = 8 * 1024**2
+FILE_BYTES = 1024**3
+"""A results file closes before it passes this: 128 parts of PART_BYTES; 117 bytes a row
+(docs/SCALE.md) make about 9.2M rows a file."""
+
+
+class ReportAbandonedError(Exception):
+    """``may_write`` said no: the writer stopped, aborted its uploads and wrote no manifest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +93,10 @@ def report_root(prefix: str | None, job_id: str) -> str:
     return f"{base}/job-{job_id}" if base else f"job-{job_id}"
 
 
-def results_key(prefix: str | None, job_id: str, status: str) -> str:
-    name = hashlib.sha1(f"{job_id}/{status}".encode(), usedforsecurity=False).hexdigest()
+def results_key(prefix: str | None, job_id: str, status: str, number: int = 0) -> str:
+    """The key of results file ``number`` (from 0) of a status."""
+    named = f"{job_id}/{status}" if number == 0 else f"{job_id}/{status}/{number}"
+    name = hashlib.sha1(named.encode(), usedforsecurity=False).hexdigest()
     return f"{report_root(prefix, job_id)}/results/{name}.csv"
 
 
@@ -96,28 +116,46 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Spool:
-    """One task status's rows on disk, with the running MD5 of what was written."""
+def _always() -> bool:
+    return True
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file: IO[bytes] = path.open("wb")
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.rows = 0
 
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
+def _content_md5(data: io.BytesIO) -> str:
+    with data.getbuffer() as view:
+        return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
+
+
+@dataclass(eq=False)
+class _ResultsFile:
+    """One results object being written: its unsent bytes, its parts so far, its running MD5."""
+
+    status: str
+    number: int
+    key: str
+    md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
+    rows: int = 0
+    size: int = 0
+    buffer: io.BytesIO = field(default_factory=io.BytesIO)
+    """The bytes not sent yet. It goes to S3 as it is, a file botocore reads in blocks, so a part
+    is held in memory once, not copied whole for the request."""
+    upload_id: str | None = None
+    parts: list[CompletedPartTypeDef] = field(default_factory=list)
+
+    def append(self, data: bytes) -> None:
+        self.buffer.write(data)
         self.md5.update(data)
+        self.size += len(data)
         self.rows += 1
 
 
 class ReportWriter:
-    """Stream report rows to disk, then upload the results files and manifest.json.
+    """Stream report rows to results files in S3, then write manifest.json.
 
-    Use it as a context manager: leaving the block removes the spool files whether or not
-    ``finish`` ran or succeeded. ``finish`` may be called again after it raised (the spools are
-    kept until it succeeds); after it succeeded it returns the same location without uploading.
-    ``failed_only`` and what follows are keyword-only: a bare ``True`` in a call says nothing.
+    Use it as a context manager: leaving the block without ``finish`` (or after a failure) aborts
+    the uploads in progress. A writer that failed is done: ``add`` and ``finish`` refuse, since
+    rows already streamed cannot be sent again. After ``finish`` succeeded it returns the same
+    location without writing. ``failed_only`` and what follows are keyword-only: a bare ``True``
+    in a call says nothing.
     """
 
     def __init__(
@@ -130,12 +168,20 @@ class ReportWriter:
         *,
         failed_only: bool,
         clock: Callable[[], datetime] = _utc_now,
-        transfer_config: TransferConfig | None = None,
+        part_bytes: int = PART_BYTES,
+        file_bytes: int = FILE_BYTES,
+        may_write: Callable[[], bool] = _always,
     ) -> None:
         if not bucket:
             raise ValueError("the report bucket must not be empty")
         if not job_id or "/" in job_id:
             raise ValueError(f"job_id must be non-empty and hold no '/': {job_id!r}")
+        if part_bytes < MIN_PART_BYTES:
+            raise ValueError(f"part_bytes must be at least {MIN_PART_BYTES} (S3's smallest part)")
+        # Parts are sent once the buffer holds part_bytes, so a file of file_bytes has at most
+        # file_bytes // part_bytes full parts and one last part.
+        if file_bytes < 1 or file_bytes // part_bytes >= MAX_PARTS:
+            raise ValueError(f"file_bytes must be positive and at most {MAX_PARTS - 1} parts of part_bytes")
         self._s3 = s3_client
         self._bucket = bucket
         self._prefix = prefix
@@ -143,11 +189,19 @@ class ReportWriter:
         self._format = report_format
         self._failed_only = failed_only
         self._clock = clock
-        self._transfer = transfer_config or TransferConfig()
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._spools: dict[str, _Spool] = {}
+        self._part_bytes = part_bytes
+        self._file_bytes = file_bytes
+        self._may_write = may_write
+        # When botocore adds checksums to requests (its default, "when_supported"), the upload
+        # declares CRC32 and its completion lists each part's, as boto3's managed upload does;
+        # otherwise (an endpoint configured "when_required") each part carries its Content-MD5.
+        # (getattr: botocore-stubs do not know the setting yet.)
+        self._crc32 = getattr(s3_client.meta.config, "request_checksum_calculation", None) == "when_supported"
+        self._open: dict[str, _ResultsFile] = {}
+        self._written: list[_ResultsFile] = []
+        self._rows = dict.fromkeys(TASK_STATUSES, 0)
         self._finishing = False
-        self._closed = False
+        self._broken = False
         self._location: ReportLocation | None = None
 
     def __enter__(self) -> Self:
@@ -163,83 +217,181 @@ class ReportWriter:
 
     def add(self, row: ReportRow) -> None:
         """Append a row to its status's results file (succeeded rows are dropped when failed_only)."""
-        if self._finishing or self._closed:
+        if self._finishing or self._broken:
             raise RuntimeError("rows cannot be added once finish() has been called or the writer is closed")
         if self._failed_only and row.succeeded:
             return
-        self._spool(row.task_status).write(format_row(row).encode("utf-8"))
+        data = format_row(row).encode("utf-8")
+        status = row.task_status
+        with self._aborting():
+            results = self._open.get(status)
+            if results is None:
+                results = self._open[status] = self._new_file(status, 0)
+            elif results.size and results.size + len(data) > self._file_bytes:
+                self._complete(results)
+                results = self._open[status] = self._new_file(status, results.number + 1)
+            results.append(data)
+            self._rows[status] += 1
+            if results.buffer.tell() >= self._part_bytes:
+                self._send_part(results)
 
     def finish(self) -> ReportLocation:
-        """Upload every non-empty results file, then manifest.json; return where the report is."""
+        """Complete every results file, then write manifest.json; return where the report is."""
         if self._location is not None:
             return self._location
-        if self._closed:
-            raise RuntimeError("the writer is closed; its rows are gone")
+        if self._broken:
+            raise RuntimeError("the writer is closed or failed; its rows are gone")
         self._finishing = True
-        results: list[dict[str, str]] = []
-        for status in TASK_STATUSES:
-            spool = self._spools.get(status)
-            if spool is None or spool.rows == 0:
-                continue
-            spool.file.close()
-            key = results_key(self._prefix, self._job_id, status)
-            self._s3.upload_file(
-                str(spool.path),
-                self._bucket,
-                key,
-                ExtraArgs={"ContentType": RESULTS_CONTENT_TYPE},
-                Config=self._transfer,
+        with self._aborting():
+            for status in TASK_STATUSES:
+                results = self._open.get(status)
+                if results is not None:
+                    self._complete(results)
+                    del self._open[status]
+            order = {status: n for n, status in enumerate(TASK_STATUSES)}
+            written = sorted(self._written, key=lambda f: (order[f.status], f.number))
+            body = self._manifest_body(
+                [
+                    {
+                        "TaskExecutionStatus": f.status,
+                        "Bucket": self._bucket,
+                        "MD5Checksum": f.md5.hexdigest(),
+                        "Key": f.key,
+                    }
+                    for f in written
+                ]
             )
-            results.append(
-                {
-                    "TaskExecutionStatus": status,
-                    "Bucket": self._bucket,
-                    "MD5Checksum": spool.md5.hexdigest(),
-                    "Key": key,
-                }
+            key = manifest_key(self._prefix, self._job_id)
+            self._check_may_write()
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType=MANIFEST_CONTENT_TYPE,
+                ContentMD5=base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(),
             )
-        body = self._manifest_body(results)
-        key = manifest_key(self._prefix, self._job_id)
-        self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=body,
-            ContentType=MANIFEST_CONTENT_TYPE,
-            ContentMD5=base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(),
-        )
         self._location = ReportLocation(
             bucket=self._bucket,
             manifest_key=key,
-            result_keys=tuple(result["Key"] for result in results),
+            result_keys=tuple(f.key for f in written),
             rows_written={
-                TASK_STATUS_SUCCEEDED: self._rows(TASK_STATUS_SUCCEEDED),
-                TASK_STATUS_FAILED: self._rows(TASK_STATUS_FAILED),
+                TASK_STATUS_SUCCEEDED: self._rows[TASK_STATUS_SUCCEEDED],
+                TASK_STATUS_FAILED: self._rows[TASK_STATUS_FAILED],
             },
         )
-        self.close()
         return self._location
 
     def close(self) -> None:
-        """Remove the spool files; safe to call more than once."""
-        self._closed = True
-        for spool in self._spools.values():
-            spool.file.close()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
+        """Abort the uploads still in progress (none after a successful finish); safe to repeat."""
+        if self._location is None:
+            self._broken = True
+        self._abort_open()
 
-    def _spool(self, status: str) -> _Spool:
-        spool = self._spools.get(status)
-        if spool is None:
-            if self._dir is None:
-                self._dir = tempfile.TemporaryDirectory(prefix="batchops-report-", ignore_cleanup_errors=True)
-            spool = _Spool(Path(self._dir.name) / f"{status}.csv")
-            self._spools[status] = spool
-        return spool
+    # --- one results file -------------------------------------------------------------------------
 
-    def _rows(self, status: str) -> int:
-        spool = self._spools.get(status)
-        return spool.rows if spool is not None else 0
+    def _new_file(self, status: str, number: int) -> _ResultsFile:
+        return _ResultsFile(status, number, results_key(self._prefix, self._job_id, status, number))
+
+    def _send_part(self, results: _ResultsFile) -> None:
+        self._check_may_write()
+        if results.upload_id is None:
+            if self._crc32:
+                created = self._s3.create_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=results.key,
+                    ContentType=RESULTS_CONTENT_TYPE,
+                    ChecksumAlgorithm="CRC32",
+                )
+            else:
+                created = self._s3.create_multipart_upload(
+                    Bucket=self._bucket, Key=results.key, ContentType=RESULTS_CONTENT_TYPE
+                )
+            results.upload_id = created["UploadId"]
+            self._check_may_write()
+        body, results.buffer = results.buffer, io.BytesIO()
+        body.seek(0)
+        number = len(results.parts) + 1
+        if self._crc32:
+            sent = self._s3.upload_part(
+                Bucket=self._bucket,
+                Key=results.key,
+                UploadId=results.upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm="CRC32",
+            )
+            results.parts.append(
+                {"ETag": sent["ETag"], "PartNumber": number, "ChecksumCRC32": sent["ChecksumCRC32"]}
+            )
+        else:
+            sent = self._s3.upload_part(
+                Bucket=self._bucket,
+                Key=results.key,
+                UploadId=results.upload_id,
+                PartNumber=number,
+                Body=body,
+                ContentMD5=_content_md5(body),
+            )
+            results.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        body.close()
+
+    def _complete(self, results: _ResultsFile) -> None:
+        if results.upload_id is None:
+            # Smaller than one part: one PutObject, its Content-MD5 the file's MD5.
+            self._check_may_write()
+            body = results.buffer
+            body.seek(0)
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=results.key,
+                Body=body,
+                ContentType=RESULTS_CONTENT_TYPE,
+                ContentMD5=base64.b64encode(results.md5.digest()).decode(),
+            )
+        else:
+            if results.buffer.tell():
+                self._send_part(results)
+            self._check_may_write()
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=results.key,
+                UploadId=results.upload_id,
+                MultipartUpload={"Parts": results.parts},
+            )
+            results.upload_id = None
+        results.buffer = io.BytesIO()
+        self._written.append(results)
+
+    # --- failure --------------------------------------------------------------------------------
+
+    def _check_may_write(self) -> None:
+        if not self._may_write():
+            raise ReportAbandonedError(f"report of job {self._job_id}: told to stop writing")
+
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """Any exception while writing breaks the writer and aborts its uploads, then propagates."""
+        try:
+            yield
+        except BaseException:
+            self._broken = True
+            self._abort_open()
+            raise
+
+    def _abort_open(self) -> None:
+        for results in self._open.values():
+            if results.upload_id is None:
+                continue
+            try:
+                self._s3.abort_multipart_upload(
+                    Bucket=self._bucket, Key=results.key, UploadId=results.upload_id
+                )
+            except Exception:  # the bucket's lifecycle rule, if any, is the last resort
+                log.warning(
+                    "report upload %s of %s not aborted", results.upload_id, results.key, exc_info=True
+                )
+            results.upload_id = None
+        self._open.clear()
 
     def _manifest_body(self, results: list[dict[str, str]]) -> bytes:
         manifest: dict[str, Any] = {

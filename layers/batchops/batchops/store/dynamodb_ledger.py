@@ -34,30 +34,38 @@ if TYPE_CHECKING:
 
 PROGRESS_SHARDS = 16
 TRANSACTION_ATTEMPTS = 6
+BATCH_WRITE_ATTEMPTS = 10
+"""BatchWriteItem calls for one batch whose items DynamoDB keeps leaving unprocessed (throttled),
+pausing a random 0..min(2 s, 0.05 s x 2^n) between them: at most about 9 s before giving up."""
 _BATCH_WRITE = 25
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 2.0
 Item = dict[str, Any]
 
 
 class DynamoDBLedger:
     def __init__(
-        self, table_name: str, client: DynamoDBClient, clock: Callable[[], float] = time.time
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        clock: Callable[[], float] = time.time,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._table = table_name
         self._client = client
         self._clock = clock
+        self._sleep = sleep
 
     def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
         # Chunks never change once planned, so rewriting one (a prepare that runs again) is harmless.
         for start in range(0, len(chunks), _BATCH_WRITE):
-            requests: list[Any] = [
-                {"PutRequest": {"Item": _chunk_item(job_id, chunk)}}
-                for chunk in chunks[start : start + _BATCH_WRITE]
-            ]
-            with unavailable_on_error():
-                pending: dict[str, Any] = {self._table: requests}
-                while pending:
-                    response = self._client.batch_write_item(RequestItems=pending)
-                    pending = dict(response.get("UnprocessedItems") or {})
+            self._batch_write(
+                [
+                    {"PutRequest": {"Item": _chunk_item(job_id, chunk)}}
+                    for chunk in chunks[start : start + _BATCH_WRITE]
+                ]
+            )
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
         item = self._get(_ledger(job_id), _chunk_sk(index))
@@ -212,17 +220,40 @@ class DynamoDBLedger:
         return sum(1 for item in self._query(job_id, "HOLD#") if float(item["until"]["N"]) >= now)
 
     def drop_chunks(self, job_id: str) -> None:
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._query(job_id, "", keys_only=True)]
-        keys += [_progress_key(job_id, shard) for shard in range(PROGRESS_SHARDS)]
-        for start in range(0, len(keys), _BATCH_WRITE):
-            requests: list[Any] = [
-                {"DeleteRequest": {"Key": key}} for key in keys[start : start + _BATCH_WRITE]
-            ]
+        # Deleting as the query pages go: a billion-task job has millions of ledger items, never
+        # all in memory at once. (Deleting behind the query does not disturb its paging.)
+        batch: list[Any] = []
+        for item in self._query(job_id, "", keys_only=True):
+            batch.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+            if len(batch) == _BATCH_WRITE:
+                self._batch_write(batch)
+                batch = []
+        if batch:
+            self._batch_write(batch)
+        self._batch_write(
+            [{"DeleteRequest": {"Key": _progress_key(job_id, shard)}} for shard in range(PROGRESS_SHARDS)]
+        )
+
+    def _batch_write(self, requests: list[Any]) -> None:
+        """One BatchWriteItem of at most 25 requests, sending again what DynamoDB left unprocessed.
+
+        DynamoDB leaves items unprocessed when their partition is throttled; asking again at once
+        only adds to the throttling, so each retry waits a random, growing pause (full jitter).
+        """
+        pending: dict[str, Any] = {self._table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            if attempt:
+                bound = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                self._sleep(random.uniform(0, bound))  # noqa: S311 - jitter, not secrecy
             with unavailable_on_error():
-                pending: dict[str, Any] = {self._table: requests}
-                while pending:
-                    response = self._client.batch_write_item(RequestItems=pending)
-                    pending = dict(response.get("UnprocessedItems") or {})
+                response = self._client.batch_write_item(RequestItems=pending)
+            pending = dict(response.get("UnprocessedItems") or {})
+            if not pending:
+                return
+        left = sum(len(each) for each in pending.values())
+        raise StoreUnavailableError(
+            f"DynamoDB left {left} ledger writes unprocessed after {BATCH_WRITE_ATTEMPTS} attempts"
+        )
 
     def _get(self, pk: str, sk: str) -> Item | None:
         with unavailable_on_error():

@@ -1,0 +1,305 @@
+"""Finalize on each ledger: a report that cannot be written, and two finalizers on one job.
+
+A report that cannot be written fails the job (ReportNotWritten), leaving nothing half-written.
+A finalizer renews its claim while it writes, so the sweeper's second finalize is refused and
+writes nothing; a finalizer that cannot renew (cut off from the ledger) stops before its next
+write and leaves the other's report whole; one whose job changes status under it stops too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.config import Config
+
+from batchops.api.create_job import parse_create_job
+from batchops.cli.main import local_service
+from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
+from batchops.jobs.model import Job
+from batchops.jobs.service import JobService
+from batchops.jobs.status import JobStatus, RequestedJobStatus
+from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, Segment, StoreUnavailableError
+from batchops.store.dynamodb import DynamoDBJobStore
+from batchops.store.dynamodb_ledger import DynamoDBLedger
+from batchops.store.sqlite import SQLiteJobStore
+from tests.conftest import new_bucket
+from tests.faults import count_only, inject, s3_error
+from tests.integration.jobs_harness import csv_manifest, engine_settings, put_manifest, read_report, request
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+pytestmark = pytest.mark.integration
+
+APPID = "1250000000"
+TASKS = 30
+# Short leases so that a claim runs out within the test: renewed every 0.4 s, 2 s long.
+SETTINGS = engine_settings(lease_seconds=0.4, chunk_max_tasks=10)
+CLAIM_SECONDS = SETTINGS.lease_seconds * FINALIZE_CLAIM_LEASES
+
+
+@dataclass
+class Rig:
+    service: JobService
+    ledger: ChunkLedger
+    endpoint: str
+    engines: list[Engine] = field(default_factory=list)
+
+    def s3(self) -> S3Client:
+        config = Config(retries={"mode": "standard", "max_attempts": 2}, s3={"addressing_style": "path"})
+        return boto3.client("s3", endpoint_url=self.endpoint, config=config)
+
+    def engine(self, s3: S3Client, ledger: ChunkLedger | None = None) -> Engine:
+        built = Engine(self.service, ledger or self.ledger, s3, SETTINGS)
+        self.engines.append(built)
+        return built
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path, moto_endpoint: str) -> Iterator[Rig]:
+    if request.param == "sqlite":
+        store = SQLiteJobStore(tmp_path / "jobs.db")
+        built = Rig(local_service(store, 10), store, moto_endpoint)
+    else:
+        client, table = request.getfixturevalue("dynamodb"), request.getfixturevalue("jobs_table")
+        ledger = DynamoDBLedger(table, client)
+        service = JobService(
+            DynamoDBJobStore(table, client), max_active_jobs=10, live_progress=ledger.progress
+        )
+        built = Rig(service, ledger, moto_endpoint)
+    yield built
+    for engine in built.engines:
+        engine.close()
+
+
+def completing_job(rig: Rig) -> tuple[str, str]:
+    """A job whose 30 deletes (3 chunks) all ran: Completing, its report still to write."""
+    s3 = rig.s3()
+    bucket = new_bucket(s3)
+    etag = put_manifest(s3, bucket, "m.csv", csv_manifest([(bucket, f"k{n:02d}") for n in range(TASKS)]))
+    job = rig.service.create(
+        APPID, parse_create_job(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+    )
+    runner = rig.engine(s3)
+    runner.prepare(APPID, job.job_id)
+    runner.activate(APPID, job.job_id)
+    for index in range(TASKS // SETTINGS.chunk_max_tasks):
+        now = time.time()
+        assert rig.ledger.hold_chunk(job.job_id, index, "runner", now, now + 60)
+        chunk = rig.ledger.get_chunk(job.job_id, index)
+        assert chunk is not None
+        runner.run_chunk(ChunkClaim(APPID, job.job_id, chunk, 0), "runner")
+    assert rig.service.get(APPID, job.job_id).status is JobStatus.COMPLETING
+    return job.job_id, bucket
+
+
+def finalize_in_thread(engine: Engine, job_id: str, worker: str) -> tuple[threading.Thread, list[bool]]:
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(engine.finalize(APPID, job_id, worker)))
+    thread.start()
+    return thread, result
+
+
+def assert_one_whole_report(rig: Rig, job_id: str, bucket: str) -> Job:
+    """The job is Complete with every task counted, and its report is one report, whole."""
+    job = rig.service.describe(APPID, job_id)
+    assert job.status is JobStatus.COMPLETE
+    assert (job.progress.succeeded, job.progress.failed) == (TASKS, 0)
+    s3 = rig.s3()
+    manifest, rows = read_report(s3, bucket, job_id)  # checks every MD5Checksum too
+    assert sorted(row[1] for row in rows["succeeded"]) == [f"k{n:02d}" for n in range(TASKS)]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"reports/job-{job_id}/").get("Contents", [])
+    assert sorted(o["Key"] for o in listed) == sorted(
+        [f"reports/job-{job_id}/manifest.json", *(r["Key"] for r in manifest["Results"])]
+    )
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    return job
+
+
+def assert_ledger_dropped(ledger: ChunkLedger, job_id: str) -> None:
+    assert list(ledger.segments(job_id)) == []
+    assert ledger.progress(job_id) == (0, 0)
+    # A claim at time 0 is refused by any claim left behind: none is.
+    assert ledger.claim_finalize(job_id, "probe", now=0.0, until=1.0)
+    ledger.drop_chunks(job_id)
+
+
+def test_a_report_that_cannot_be_written_fails_the_job_and_leaves_nothing(rig: Rig) -> None:
+    # GIVEN a finalizer whose role may not write the report's results
+    job_id, bucket = completing_job(rig)
+    denied_s3 = rig.s3()
+    inject(
+        denied_s3,
+        "PutObject",
+        lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
+    )
+    # WHEN it finalizes the job
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1")
+    # THEN the job failed, saying why, with its tasks still counted
+    job = rig.service.describe(APPID, job_id)
+    assert job.status is JobStatus.FAILED
+    assert [f.code for f in job.failure_reasons] == ["ReportNotWritten"]
+    assert "AccessDenied" in job.failure_reasons[0].reason
+    assert (job.progress.succeeded, job.progress.failed) == (TASKS, 0)
+    # AND no report object or upload was left behind, and the ledger is gone
+    s3 = rig.s3()
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+def test_a_slow_finalizer_keeps_its_claim_and_the_sweepers_second_one_writes_nothing(rig: Rig) -> None:
+    # GIVEN a finalizer whose results upload takes longer than its claim lasts unrenewed
+    job_id, bucket = completing_job(rig)
+    slow_s3 = rig.s3()
+    uploading = threading.Event()
+
+    def slow(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
+        if req.url.endswith(".csv"):
+            uploading.set()
+            time.sleep(2.5 * CLAIM_SECONDS)
+        return None
+
+    inject(slow_s3, "PutObject", slow)
+    second_s3 = rig.s3()
+    second_calls = inject(second_s3, "*", count_only())
+    first, second = rig.engine(slow_s3), rig.engine(second_s3)
+    thread, first_result = finalize_in_thread(first, job_id, "finalizer-1")
+    assert uploading.wait(30)
+    # WHEN the sweeper's finalize comes after the first claim would have run out
+    time.sleep(1.2 * CLAIM_SECONDS)
+    second_result = second.finalize(APPID, job_id, "finalizer-2")
+    thread.join(60)
+    # THEN the second is refused and sent nothing to S3; the first ends the job with its report
+    assert second_result is False
+    assert second_calls.seen == []
+    assert first_result == [True]
+    assert_one_whole_report(rig, job_id, bucket)
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+class CutOffLedger:
+    """A finalizer's view of the ledger when it is cut off from it after claiming the job.
+
+    Its first claim goes through; every renewal after fails as an unreachable store does. Reading
+    the segments stops after the first one until ``resume`` is set (the finalizer stalls).
+    """
+
+    def __init__(self, ledger: ChunkLedger) -> None:
+        self.ledger = ledger
+        self.claims = 0
+        self.reading = threading.Event()
+        self.resume = threading.Event()
+
+    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
+        self.claims += 1
+        if self.claims > 1:
+            raise StoreUnavailableError("cut off")
+        return self.ledger.claim_finalize(job_id, worker, now, until)
+
+    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+        for n, each in enumerate(self.ledger.segments(job_id)):
+            if n == 1:
+                self.reading.set()
+                assert self.resume.wait(60)
+            yield each
+
+    def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        self.ledger.put_chunks(job_id, chunks)
+
+    def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        return self.ledger.get_chunk(job_id, index)
+
+    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
+        return self.ledger.hold_chunk(job_id, index, worker, now, until)
+
+    def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
+        return self.ledger.renew_lease(job_id, index, worker, until)
+
+    def release_chunk(self, job_id: str, index: int, worker: str) -> None:
+        self.ledger.release_chunk(job_id, index, worker)
+
+    def record_segment(self, job_id: str, segment: Segment) -> Segment | None:
+        return self.ledger.record_segment(job_id, segment)
+
+    def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
+        return self.ledger.segment_at(job_id, index, start)
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        return self.ledger.progress(job_id)
+
+    def busy_chunks(self, job_id: str, now: float) -> int:
+        return self.ledger.busy_chunks(job_id, now)
+
+    def drop_chunks(self, job_id: str) -> None:
+        self.ledger.drop_chunks(job_id)
+
+
+def test_a_finalizer_that_cannot_renew_stops_before_writing_over_the_next_ones_report(rig: Rig) -> None:
+    # GIVEN a finalizer cut off from the ledger after claiming, stalled while reading segments
+    job_id, bucket = completing_job(rig)
+    cut_off = CutOffLedger(rig.ledger)
+    first_s3 = rig.s3()
+    first_calls = inject(first_s3, "*", count_only())
+    first = rig.engine(first_s3, cut_off)
+    thread, first_result = finalize_in_thread(first, job_id, "finalizer-1")
+    assert cut_off.reading.wait(30)
+    # WHEN its claim runs out unrenewed and another finalizer takes the job and ends it
+    second = rig.engine(rig.s3())
+    deadline = time.monotonic() + 30
+    while not second.finalize(APPID, job_id, "finalizer-2"):
+        assert time.monotonic() < deadline, "the first claim never ran out"
+        time.sleep(0.1)
+    cut_off.resume.set()
+    thread.join(60)
+    # THEN the first sent nothing to S3, and knows the job is over
+    assert first_calls.seen == []
+    assert first_result == [True]
+    # AND the job holds the second's report, whole, and its ledger is gone
+    assert_one_whole_report(rig, job_id, bucket)
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+def test_a_job_cancelled_while_its_report_is_written_ends_cancelled_with_one_report(rig: Rig) -> None:
+    # GIVEN a Completing job whose finalizer is slow to upload its results
+    job_id, bucket = completing_job(rig)
+    slow_s3 = rig.s3()
+    uploading = threading.Event()
+
+    def slow(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
+        if req.url.endswith(".csv"):
+            uploading.set()
+            time.sleep(2 * SETTINGS.lease_seconds)
+        return None
+
+    calls = inject(slow_s3, "*", slow)
+    first = rig.engine(slow_s3)
+    thread, first_result = finalize_in_thread(first, job_id, "finalizer-1")
+    assert uploading.wait(30)
+    # WHEN the job is cancelled meanwhile
+    assert (
+        rig.service.update_status(APPID, job_id, RequestedJobStatus.CANCELLED, None).status
+        is JobStatus.CANCELLING
+    )
+    thread.join(60)
+    # THEN the finalizer saw its job change, stopped before its manifest and left it to the next
+    assert first_result == [False]
+    assert not any(req.url.endswith("manifest.json") for req in calls.seen)
+    assert rig.service.get(APPID, job_id).status is JobStatus.CANCELLING
+    # AND the next finalize ends it Cancelled, with one whole report
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, f"finalizer-{uuid.uuid4().hex[:6]}")
+    job = rig.service.describe(APPID, job_id)
+    assert job.status is JobStatus.CANCELLED
+    manifest, rows = read_report(rig.s3(), bucket, job_id)
+    assert len(rows["succeeded"]) == TASKS
+    assert [r["TaskExecutionStatus"] for r in manifest["Results"]] == ["succeeded"]
+    assert_ledger_dropped(rig.ledger, job_id)
