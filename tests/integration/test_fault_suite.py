@@ -577,7 +577,7 @@ def delete_job_peak_rss(s3: S3Client, moto_endpoint: str, tmp_path: Path, rows: 
     "sizes",
     [
         pytest.param((2_000, 40_000, 1.15), id="40k-rows"),
-        pytest.param((10_000, 1_000_000, 1.10), id="1M-rows", marks=pytest.mark.soak),
+        pytest.param((100_000, 1_000_000, 1.10), id="1M-rows", marks=pytest.mark.soak),
     ],
 )
 def test_a_big_manifest_runs_in_flat_memory(
