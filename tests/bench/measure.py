@@ -41,6 +41,8 @@ class Measurement:
     timed_out: bool
     tcp_active_opens: int
     stderr_tail: str
+    stdout: str = ""
+    """What the child printed, when asked for (``capture_stdout``)."""
 
     @property
     def ok(self) -> bool:
@@ -69,10 +71,15 @@ def vm_hwm_mib(pid: int) -> float:
 
 
 def run_measured(
-    cmd: Sequence[str], env: Mapping[str, str], timeout: float, cwd: Path | None = None
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    cwd: Path | None = None,
+    *,
+    capture_stdout: bool = False,
 ) -> Measurement:
-    """Run ``cmd`` to completion (or its deadline) and measure it; stdout is discarded."""
-    with tempfile.TemporaryFile() as stderr:
+    """Run ``cmd`` to completion (or its deadline) and measure it; stdout is discarded unless captured."""
+    with tempfile.TemporaryFile() as stderr, tempfile.TemporaryFile() as stdout:
         opens_before = tcp_active_opens()
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -80,7 +87,7 @@ def run_measured(
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout if capture_stdout else subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,
         )
@@ -103,6 +110,8 @@ def run_measured(
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         stderr.seek(0)
         tail = stderr.read()[-2000:].decode("utf-8", "replace")
+        stdout.seek(0)
+        printed = stdout.read().decode("utf-8", "replace")
     return Measurement(
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
@@ -111,6 +120,7 @@ def run_measured(
         timed_out=timed_out,
         tcp_active_opens=opens,
         stderr_tail=tail,
+        stdout=printed,
     )
 
 

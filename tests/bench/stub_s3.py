@@ -135,6 +135,7 @@ class Stub:
         self.started = time.time()
         self.last_modified_iso = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.started))
         self.last_modified_http = formatdate(self.started, usegmt=True)
+        self.objects_root = str(config.objects_dir) if config.objects_dir else ""
         self.synthetic = b"x" * config.object_size
         self.synthetic_etag = f'"{hashlib.md5(self.synthetic).hexdigest()}"'
         self._file_etags: dict[tuple[str, int, int], str] = {}
@@ -183,9 +184,9 @@ class Stub:
         root = self.config.objects_dir
         if root is None or not key or not bucket or bucket.startswith(".") or ".." in key.split("/"):
             return None
-        path = root / bucket / key.lstrip("/")
-        # One stat per request: the stub must stay cheap on the copy path too.
-        return path if os.path.isfile(path) else None
+        # Plain strings and one stat: pathlib would cost more than the rest of a copy's answer.
+        path = os.path.join(self.objects_root, bucket, key.lstrip("/"))
+        return Path(path) if os.path.isfile(path) else None
 
     # --- control endpoints ------------------------------------------------------------------------
 
