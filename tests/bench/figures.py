@@ -16,6 +16,8 @@ from typing import Any
 from tests.bench.peers import BATCHOPS, DELETE_OBJECTS, S5CMD, SEQ
 
 LATENCY_MS = 20.0
+SHORT_WORK_S = 1.0
+"""A run whose work (wall time less start-up) is shorter than this has a rate start-up noise can sway."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def figures(run: Run, startup: dict[str, float]) -> dict[str, float]:
     return {
         "tasks_per_s": run.n / run.wall_s,
         "tasks_per_s_net": run.n / max(run.wall_s - startup["wall_s"], 1e-3),
+        "work_s": run.wall_s - startup["wall_s"],
         "cpu_us_per_task": (run.cpu_s - startup["cpu_s"]) / run.n * 1e6,
         "requests_per_object": run.work_requests / run.n,
         "all_requests_per_object": run.requests / run.n,

@@ -70,7 +70,7 @@ FULL = Plan(
     s2_levels=(1, 16, 64, 256),
     s2_seconds=1.5,
     s2_max_tasks=4_000,
-    s4_keys=50_000,
+    s4_keys=100_000,
     s5_rows=(1_000_000, 3_000_000),
     s6_rows=200_000,
     timeout=300,
@@ -352,6 +352,29 @@ def versions(ctx: Context) -> dict[str, str]:
     return found
 
 
+def summarize(result: dict[str, Any], plan: Plan, runs: list[Run]) -> None:
+    """Add the cells, ratios and targets to ``result`` (its startup, s5 and s6 already there)."""
+    found = cells(runs, result["startup"])
+    ratios, targets = ratios_and_targets(plan, found, result["s5"])
+    result.update(cells=found, ratios=ratios, targets=targets, runs=[asdict(run) for run in runs])
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    table = markdown(result)
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(table)
+    print(table)
+
+
+def render(out: Path) -> None:
+    """Figures and tables again from the runs a results.json holds (after a change to how they are made)."""
+    result = json.loads((out / "results.json").read_text())
+    stored = result["plan"]
+    plan = Plan(**{**stored, "s2_levels": tuple(stored["s2_levels"]), "s5_rows": tuple(stored["s5_rows"])})
+    summarize(result, plan, [Run(**run) for run in result["runs"]])
+    write(result, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
@@ -359,7 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="S1,S2,S4,S5,S6", help="comma-separated scenarios to run (default: all)"
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="run nothing: remake the figures and tables from OUT/results.json",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        render(args.out)
+        return 0
     plan = QUICK if args.quick else FULL
     only = {name.strip().upper() for name in args.only.split(",")}
     started = time.perf_counter()
@@ -395,22 +426,15 @@ def main(argv: list[str] | None = None) -> int:
             s4(bench)
         s5_result = s5(bench, args.out / "data") if "S5" in only else {}
         s6_result = s6(bench) if "S6" in only else {}
-        found = cells(bench.runs, bench.startup)
-        ratios, targets = ratios_and_targets(plan, found, s5_result)
-        result = {
+        result: dict[str, Any] = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "seconds": time.perf_counter() - started,
             "plan": asdict(plan),
             "machine": info,
             "versions": versions(ctx),
             "startup": bench.startup,
             "skipped": bench.skipped,
-            "cells": found,
             "s5": s5_result,
             "s6": s6_result,
-            "ratios": ratios,
-            "targets": targets,
-            "runs": [asdict(run) for run in bench.runs],
         }
     finally:
         stub.stop()
@@ -420,10 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     others = (busy_cpu_seconds() - busy_before) - (own_cpu_seconds() - own_before)
     info["others_cpu_seconds"] = max(0.0, others)
     info["others_cpu_share"] = max(0.0, others) / (elapsed * (os.cpu_count() or 1))
-    table = markdown(result)
-    (args.out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (args.out / "results.md").write_text(table)
-    print(table)
+    result["seconds"] = elapsed
+    summarize(result, plan, bench.runs)
+    write(result, args.out)
     log(f"done; results in {args.out}/results.json and results.md")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.bench.figures import LATENCY_MS, Cell, find
+from tests.bench.figures import LATENCY_MS, SHORT_WORK_S, Cell, find
 from tests.bench.peers import BATCHOPS, S5CMD, THREADS
 
 NOISY_SHARE = 0.05
@@ -13,6 +13,11 @@ NOISY_SHARE = 0.05
 
 def fmt(number: float | None, digits: int = 0) -> str:
     return "-" if number is None else f"{number:,.{digits}f}"
+
+
+def rate(cell: Cell) -> str:
+    """tasks/s, marked † when the run's work took under a second (start-up noise can sway it)."""
+    return fmt(cell["tasks_per_s_net"]) + ("†" if cell["work_s"] < SHORT_WORK_S else "")
 
 
 def text(cell: str) -> str:
@@ -67,21 +72,23 @@ def _s1(result: dict[str, Any]) -> str:
         f"## S1: {plan['s1_tasks']:,} tasks",
         "",
         f"In flight: {plan['s1_in_flight']} for s5cmd (`--numworkers`), aws-cli (`max_concurrent_requests`) "
-        "and batchops (`BATCHOPS_TASK_CONCURRENCY`), 32 for the boto3 ThreadPool. New connections are the "
-        "stub's count of accepted connections.",
+        "and batchops (`BATCHOPS_TASK_CONCURRENCY`), 32 for the boto3 ThreadPool. New connections per request "
+        "are the stub's count of the connections it accepted; ActiveOpens is the machine's TCP counter "
+        "(`/proc/net/snmp`), which other processes add to. † marks a run whose work took under a second.",
         "",
-        "| op | delay | peer | tasks/s | CPU µs/task | requests/object | new conns/request | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| op | delay | peer | tasks/s | CPU µs/task | requests/object | new conns/request | ActiveOpens/request "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in found:
         first = f"| {cell['op']} | {cell['delay_ms']:g} ms | {cell['peer']} |"
         if "error" in cell:
-            lines.append(f"{first} FAILED: {text(cell['error'][:120])} | | | | |")
+            lines.append(f"{first} FAILED: {text(cell['error'][:120])} | | | | | |")
             continue
         lines.append(
-            f"{first} {fmt(cell['tasks_per_s_net'])} | {fmt(cell['cpu_us_per_task'])} | "
+            f"{first} {rate(cell)} | {fmt(cell['cpu_us_per_task'])} | "
             f"{fmt(cell['requests_per_object'], 3)} | {fmt(cell['connections_per_request'], 3)} | "
-            f"{fmt(cell['peak_rss_mib'])} |"
+            f"{fmt(cell['tcp_active_opens_per_request'], 3)} | {fmt(cell['peak_rss_mib'])} |"
         )
     return "\n".join(lines)
 
@@ -111,8 +118,8 @@ def _s2(result: dict[str, Any]) -> str:
                 row.append(f"FAILED: {text(cell['error'][:60])}")
             else:
                 row[1] = fmt(cell["tasks"])
-                rate = cell["tasks_per_s_net"]
-                row.append(f"{fmt(rate)} ({rate / ideal:.2f}) · {fmt(cell['cpu_us_per_task'])}")
+                ratio = cell["tasks_per_s_net"] / ideal
+                row.append(f"{rate(cell)} ({ratio:.2f}) · {fmt(cell['cpu_us_per_task'])}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -133,7 +140,7 @@ def _s4(result: dict[str, Any]) -> str:
             lines.append(f"{first} FAILED: {text(cell['error'][:120])} | | | |")
             continue
         lines.append(
-            f"{first} {fmt(cell['tasks_per_s_net'])} | {fmt(cell['cpu_us_per_task'], 1)} | "
+            f"{first} {rate(cell)} | {fmt(cell['cpu_us_per_task'], 1)} | "
             f"{fmt(cell['requests_per_object'] * 1000, 2)} | {fmt(cell['peak_rss_mib'])} |"
         )
     return "\n".join(lines)
