@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -253,6 +254,9 @@ def s5(bench: Bench, cache: Path) -> dict[str, Any]:
         figures: dict[str, float] = {"wall_s": result.wall_s, "cpu_s": result.cpu_s}
         if name.startswith("zcat"):
             figures["tasks"] = int(result.stdout.strip())
+            if figures["tasks"] != int(name.rsplit(maxsplit=1)[-1]):
+                errors.append(f"{name}: counted {figures['tasks']} lines")
+                return
             figures["seconds"] = result.wall_s
             figures["peak_rss_mib"] = result.peak_rss_mib
         else:
@@ -274,7 +278,7 @@ def s5(bench: Bench, cache: Path) -> dict[str, Any]:
             endpoint, key, etag = bench.stub.endpoint, inventory.manifest_key, inventory.manifest_etag
             jobs = [
                 (f"plan {rows}", [*python, "plan", endpoint, key, etag, str(db), str(rows)]),
-                (f"zcat {rows}", ["bash", "-c", f"zcat '{inventory.data}' | wc -l"]),
+                (f"zcat {rows}", ["bash", "-c", f"zcat {shlex.quote(str(inventory.data))} | wc -l"]),
             ]
             if rows == small:
                 jobs.append((f"tasks {rows}", [*python, "tasks", str(inventory.data), str(rows)]))
