@@ -92,8 +92,8 @@ QUICK = Plan(
 
 # S1: which peers run each operation at each delay. Bare boto3 runs sequentially at 0 ms (the
 # cost of one call, R1's denominator) and as a ThreadPool of 32 for copies at 20 ms (where threads
-# pay); aws-cli is the slow anchor at 0 ms. Each boto3-based run of 10,000 tasks takes about ten
-# seconds here, so only these keep `make bench` near ten minutes (S2 has threads at every level).
+# pay); aws-cli is the slow anchor at 0 ms. Each boto3-based run of 10,000 tasks takes 10-25 s on
+# two cores, so S1 keeps to these (S2 has threads at every level); batchops runs in every cell.
 S1_PEERS: dict[tuple[str, float], tuple[Peer, ...]] = {
     ("copy", 0.0): (SEQ, S5CMD, AWS, BATCHOPS),
     ("copy", LATENCY_MS): (T32, S5CMD, BATCHOPS),
