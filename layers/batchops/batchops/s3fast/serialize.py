@@ -73,7 +73,7 @@ class _Draft:
 
     def __init__(self) -> None:
         self.labels: dict[str, str] = {}
-        self.query: dict[str, str] = {}
+        self.query: dict[str, str | int] = {}
         self.headers: dict[str, str] = {}
         self.body = b""
 
@@ -109,7 +109,8 @@ def _query(name: str, convert: _Value) -> _Place:
         text = convert(value)
         if text is None:
             return False
-        draft.query[name] = text
+        # botocore keeps an integer as it is until the URL is built
+        draft.query[name] = value if type(value) is int else text
         return True
 
     return place
@@ -246,6 +247,17 @@ def delete_body(delete: Any) -> bytes | None:
     return body
 
 
+def _restore_member(name: str, value: Any) -> str | None:
+    if name == "Days":
+        return f"<Days>{value}</Days>" if type(value) is int else None
+    if name in ("Tier", "Description"):
+        return f"<{name}>{_escape(value)}</{name}>" if type(value) is str else None
+    plain_tier = isinstance(value, dict) and set(value) == {"Tier"} and type(value["Tier"]) is str
+    if name == "GlacierJobParameters" and plain_tier:
+        return f"<GlacierJobParameters><Tier>{_escape(value['Tier'])}</Tier></GlacierJobParameters>"
+    return None
+
+
 def restore_body(request: Any) -> bytes | None:
     """The RestoreRequest payload for ``Days``, ``GlacierJobParameters.Tier``, ``Tier`` and
     ``Description`` (a SELECT restore, or an output location, goes to boto3)."""
@@ -253,22 +265,12 @@ def restore_body(request: Any) -> bytes | None:
         return None
     parts = [f"<RestoreRequest{_XMLNS}>"]
     for name, value in request.items():
-        if name == "Days":
-            if type(value) is not int:
-                return None
-            parts.append(f"<Days>{value}</Days>")
-        elif name in ("Tier", "Description"):
-            if type(value) is not str:
-                return None
-            parts.append(f"<{name}>{_escape(value)}</{name}>")
-        elif name == "GlacierJobParameters":
-            if not isinstance(value, dict) or set(value) != {"Tier"} or type(value["Tier"]) is not str:
-                return None
-            parts.append(
-                f"<GlacierJobParameters><Tier>{_escape(value['Tier'])}</Tier></GlacierJobParameters>"
-            )
-        else:
+        part = _restore_member(name, value)
+        if part is None:
             return None
+        parts.append(part)
+    if len(parts) == 1:
+        return _encode(f"<RestoreRequest{_XMLNS} />")  # ElementTree's empty element
     parts.append("</RestoreRequest>")
     return _encode("".join(parts))
 

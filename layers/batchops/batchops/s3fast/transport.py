@@ -147,20 +147,27 @@ def _exchange(pool: HTTPConnectionPool, method: str, head: bytes, body: bytes | 
                 raise ExchangeError(f"Connection aborted: {exc!r}") from exc
         fp = sock.makefile("rb")
         try:
-            status, headers, lower, close = _read_head(fp)
-            data, to_the_end = _read_body(fp, method, status, lower)
+            response, reusable = read_response(fp, method)
         finally:
             fp.close()
-        if close or to_the_end:
+        if not reusable:
             conn.close()
         clean = True
-        return RawResponse(status, headers, data)
+        return response
     finally:
         if clean:
             pool._put_conn(conn)
         else:
             conn.close()
             pool._put_conn(None)
+
+
+def read_response(fp: Any, method: str) -> tuple[RawResponse, bool]:
+    """The response on ``fp`` (a buffered reader on the socket), and whether the connection may
+    carry another request."""
+    status, headers, lower, close = _read_head(fp)
+    body, to_the_end = _read_body(fp, method, status, lower)
+    return RawResponse(status, headers, body), not (close or to_the_end)
 
 
 def _readline(fp: Any) -> bytes:
