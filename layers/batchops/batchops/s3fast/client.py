@@ -170,9 +170,11 @@ class _Lean:
         self._config = client.meta.config
         self._retries = StandardRetries(max_attempts_of(client))
         self._sign_payload = (self._config.s3 or {}).get("payload_signing_enabled")
-        user_agent = self._config.user_agent or (
-            f"Botocore/{botocore.__version__} Python/{platform.python_version()} batchops-s3fast"
+        # boto3's own agent string, marked, so S3 access logs tell lean calls apart
+        user_agent = (
+            self._config.user_agent or f"Botocore/{botocore.__version__} Python/{platform.python_version()}"
         )
+        user_agent += " batchops-s3fast"
         if self._config.user_agent_extra:
             user_agent += f" {self._config.user_agent_extra}"
         self._user_agent = user_agent
@@ -210,12 +212,13 @@ class _Lean:
         ):
             return boto3_call(**params)
         try:
-            request = self._request(operation, dict(params), bucket)
+            request = self.prepare(operation, dict(params), bucket)
             return self._send(operation, request, bucket)
         except _Forward:
             return boto3_call(**params)
 
-    def _request(self, operation: _Operation, params: dict[str, Any], bucket: str) -> _Request:
+    def prepare(self, operation: _Operation, params: dict[str, Any], bucket: str) -> _Request:
+        """The request for a call, unsigned; raises _Forward when it is boto3's to make."""
         model = operation.model
         context = {"client_region": self._client.meta.region_name, "client_config": self._config}
         for handler in operation.handlers:
@@ -240,14 +243,15 @@ class _Lean:
         headers["User-Agent"] = self._user_agent
         method: str = request_dict["method"]
         body: bytes = request_dict["body"]
-        if method not in ("GET", "HEAD", "OPTIONS"):
-            headers["Content-Length"] = str(len(body))
         origin, path, query, target = split_url(request_dict["url"])
         if self._sign_payload is False:
             payload_hash = UNSIGNED_PAYLOAD
         else:
             payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
-        return _Request(method, origin, path, query, target, headers, body or None, payload_hash, endpoint)
+        url: str = request_dict["url"]
+        return _Request(
+            method, url, origin, path, query, target, headers, body or None, payload_hash, endpoint
+        )
 
     def _endpoint(self, model: OperationModel, bucket: str) -> _Endpoint:
         key = (model.name, bucket)
@@ -330,21 +334,7 @@ class _Lean:
         self, operation: _Operation, request: _Request, attempt: int, invocation: str
     ) -> tuple[HttpStatus | None, dict[str, Any] | None, Exception | None]:
         """One signed request: (status as botocore sees it, parsed response, or the exception)."""
-        headers = dict(request.headers)
-        # Refreshable credentials (assumed roles, instance roles) renew themselves here.
-        frozen = self._client._get_credentials().get_frozen_credentials()
-        self._signer(request.endpoint.region).sign(
-            request.method,
-            request.endpoint.host,
-            request.path,
-            request.query,
-            headers,
-            payload_hash=request.payload_hash,
-            credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-            timestamp=self._clock(),
-        )
-        headers["amz-sdk-invocation-id"] = invocation
-        headers["amz-sdk-request"] = f"attempt={attempt}; max={self._retries.max_attempts}"
+        headers = self.signed_headers(request, attempt, invocation)
         head = "".join(
             [
                 f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.endpoint.host}\r\n",
@@ -354,7 +344,9 @@ class _Lean:
             ]
         )
         try:
-            raw = self._transport.send(request.method, request.origin, head.encode(), request.body)
+            raw = self._transport.send(
+                request.method, request.url, request.origin, head.encode(), request.body
+            )
         except Exception as exc:
             return None, None, exc
         code, root = raw.status, None
@@ -374,6 +366,28 @@ class _Lean:
         parsed = operation.errors.parse(code, raw.headers, raw.body, raw.status)
         return HttpStatus(code, HeadersDict(raw.headers)), parsed, None
 
+    def signed_headers(self, request: _Request, attempt: int, invocation: str) -> dict[str, str]:
+        """The headers of one attempt, signed (Host and Accept-Encoding are added on the wire)."""
+        headers = dict(request.headers)
+        # Refreshable credentials (assumed roles, instance roles) renew themselves here.
+        frozen = self._client._get_credentials().get_frozen_credentials()
+        self._signer(request.endpoint.region).sign(
+            request.method,
+            request.endpoint.host,
+            request.path,
+            request.query,
+            headers,
+            payload_hash=request.payload_hash,
+            credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+            timestamp=self._clock(),
+        )
+        # Added after signing, as botocore's request preparation and retry handler add them.
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            headers["Content-Length"] = str(len(request.body or b""))
+        headers["amz-sdk-invocation-id"] = invocation
+        headers["amz-sdk-request"] = f"attempt={attempt}; max={self._retries.max_attempts}"
+        return headers
+
     def _signer(self, region: str) -> SigV4Signer:
         signer = self._signers.get(region)
         if signer is None:
@@ -383,6 +397,7 @@ class _Lean:
 
 class _Request(NamedTuple):
     method: str
+    url: str
     origin: str
     path: str
     query: str

@@ -91,9 +91,9 @@ class Transport:
         """Whether botocore would send requests for ``url`` through a proxy (lean calls do not)."""
         return self._session._proxy_config.proxy_url_for(url) is not None
 
-    def send(self, method: str, origin: str, head: bytes, body: bytes | None) -> RawResponse:
-        """``origin`` is ``scheme://host[:port]``; ``head`` the request line and headers, CRLF-ended."""
-        url = origin
+    def send(self, method: str, url: str, origin: str, head: bytes, body: bytes | None) -> RawResponse:
+        """``url`` the request's (for error messages, as botocore's), ``origin`` its
+        ``scheme://host[:port]``; ``head`` the request line and headers, CRLF-ended."""
         try:
             try:
                 return _exchange(self._pool(origin), method, head, body)
