@@ -104,7 +104,7 @@ class FaultProxy:
         reader = conn.makefile("rb")
         with conn, reader:
             while True:
-                request = _read_request(reader)
+                request = _read_request(reader, conn)
                 if request is None:
                     return
                 method, target, headers, body = request
@@ -162,7 +162,7 @@ def _raw(status: int, headers: list[tuple[str, Any]], body: bytes) -> bytes:
     return (head + "\r\n").encode("latin-1") + body
 
 
-def _read_request(reader: Any) -> tuple[str, str, list[tuple[str, str]], bytes] | None:
+def _read_request(reader: Any, conn: socket.socket) -> tuple[str, str, list[tuple[str, str]], bytes] | None:
     line = reader.readline(65537)
     if not line:
         return None
@@ -175,4 +175,7 @@ def _read_request(reader: Any) -> tuple[str, str, list[tuple[str, str]], bytes] 
         name, _, value = line.decode("latin-1").partition(":")
         headers.append((name.strip(), value.strip()))
     length = next((int(v) for n, v in headers if n.lower() == "content-length"), 0)
+    if any(n.lower() == "expect" and v.lower() == "100-continue" for n, v in headers):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore waits a second for it otherwise
+    headers = [(n, v) for n, v in headers if n.lower() != "expect"]
     return method, target, headers, reader.read(length) if length else b""

@@ -17,17 +17,24 @@ from batchops.engine.embedded import EmbeddedDispatcher
 from batchops.engine.phases import Engine
 from batchops.engine.settings import EngineSettings
 from batchops.store.sqlite import SQLiteJobStore
+from tests.fault_proxy import FaultProxy
+from tests.faults import route_through
 from tests.integration.jobs_harness import Service, engine_settings
 
 
 @pytest.fixture
 def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[tuple[Any, ...]] = []
+    proxies: list[FaultProxy] = []
 
     def start(settings: EngineSettings | None = None, workers_started: bool = True) -> Service:
         store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db")
         config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
-        s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+        # S3 through a fault proxy: the engine's lean client sends without botocore's hooks
+        proxy = FaultProxy(moto_endpoint)
+        proxies.append(proxy)
+        s3 = boto3.client("s3", endpoint_url=proxy.url, config=config)
+        route_through(s3, proxy)
         service = local_service(store, max_active_jobs=100)
         engine = Engine(service, store, s3, settings or engine_settings())
         dispatcher = EmbeddedDispatcher(engine, store)
@@ -46,3 +53,5 @@ def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., S
         dispatcher.stop()
         engine.close()
         store.close()
+    for proxy in proxies:
+        proxy.stop()

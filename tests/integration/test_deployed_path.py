@@ -19,7 +19,8 @@ import boto3
 import pytest
 
 from tests.conftest import EVENTS, ROOT, create_jobs_table, new_bucket
-from tests.faults import inject, s3_error
+from tests.fault_proxy import FaultProxy
+from tests.faults import count_only, inject, route_through, s3_error
 from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
 if TYPE_CHECKING:
@@ -144,10 +145,13 @@ def deployment(moto_endpoint: str, request: pytest.FixtureRequest) -> Iterator[D
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
+    # S3 through a fault proxy: the engine's lean client sends without botocore's hooks
+    proxy = FaultProxy(moto_endpoint)
     env = {
         "JOBS_TABLE": table,
         "WORK_QUEUE_URL": queue_url,
         "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL_S3": proxy.url,
         "BATCHOPS_CHUNK_SIZE": "10",
         "BATCHOPS_TASK_CONCURRENCY": "4",
         "BATCHOPS_S3_ADDRESSING_STYLE": "path",
@@ -157,15 +161,18 @@ def deployment(moto_endpoint: str, request: pytest.FixtureRequest) -> Iterator[D
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
+        run_job = load(f"run_job_{suffix}", "functions/run_job/app.py")
+        route_through(run_job.s3, proxy)
         yield Deployment(
             api=load(f"jobs_api_{suffix}", "functions/jobs_api/app.py"),
-            run_job=load(f"run_job_{suffix}", "functions/run_job/app.py"),
+            run_job=run_job,
             sqs=sqs,
             queue_url=queue_url,
             dlq_url=dlq_url,
             queue_arn=queue_arn,
         )
     finally:
+        proxy.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -349,3 +356,20 @@ def test_a_job_suspended_for_over_30_days_fails(deployment: Deployment, s3: S3Cl
     assert [s.action for s in sweeper.sweep()] == ["failed"]
     job = deployment.job(job_id)
     assert (job.status.value, job.failure_reasons[0].code) == ("Failed", "SuspendedTooLong")
+
+
+@pytest.mark.parametrize(
+    ("deployment", "lean"),
+    [({}, True), ({"BATCHOPS_S3_CLIENT": "boto3"}, False), ({"BATCHOPS_ASSUME_JOB_ROLE": "true"}, True)],
+    indirect=["deployment"],
+)
+def test_deployed_copies_go_through_the_configured_client(
+    deployment: Deployment, s3: S3Client, lean: bool
+) -> None:
+    copies = inject(deployment.run_job.s3, "CopyObject", count_only())
+    body, _, dst = copy_job(s3, 6)
+    job_id = deployment.create_job(body)
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
+    assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 6
+    agents = [r.headers["User-Agent"] for r in copies.seen]
+    assert len(agents) == 6 and all((b"batchops-s3fast" in agent) is lean for agent in agents)
