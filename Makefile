@@ -23,6 +23,7 @@ test: $(STAMP)
 # Benchmarks (not part of `make test`): figures and ratios printed as JSON and a Markdown table.
 bench: $(STAMP)
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.manifest_memory
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.s3_client_cpu
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

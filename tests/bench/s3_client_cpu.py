@@ -8,10 +8,12 @@ its threads), wall time ``time.perf_counter()``.
 
 Two measurements, the clients interleaved and each repeated (median reported):
 
-- sequential: one call at a time, µs of CPU per call, per operation;
-- concurrent: CopyObject from ``--threads`` threads against a server answering after
-  ``--latency-ms`` (default 20 ms), calls/s and µs of CPU per call: the latency-bound regime
-  of performance.md §3, where boto3 saturates near 1,000 calls/s of one core.
+- sequential: one call at a time, µs of CPU per call, per operation, and per ``copy_task``
+  (the executor's whole copy of one object: ops code plus the S3 call);
+- concurrent: ``copy_task`` from ``--threads`` threads (64 and 256) against a server answering
+  after ``--latency-ms`` (20 ms), calls/s and µs of CPU per call: the latency-bound regime of
+  performance.md §3, where boto3 saturates near 1,000 calls/s and s5cmd reached 2,840 ops/s at
+  572 µs/op with 256 workers.
 
 Run: ``make bench`` or ``PYTHONPATH=layers/batchops:. .venv/bin/python -m tests.bench.s3_client_cpu``.
 Prints a JSON document, then a Markdown table. Timings on a shared machine are noisy: read
@@ -32,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 _COPY_BODY = (
@@ -108,8 +111,7 @@ def serve(port_file: str, delay_ms: float) -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(512)
-    with open(port_file, "w") as handle:
-        handle.write(str(listener.getsockname()[1]))
+    Path(port_file).write_text(str(listener.getsockname()[1]))
     while True:
         conn, _ = listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -118,17 +120,17 @@ def serve(port_file: str, delay_ms: float) -> None:
 
 class Server:
     def __init__(self, delay_ms: float, tmpdir: str) -> None:
-        port_file = os.path.join(tmpdir, f"port-{delay_ms}")
+        port_file = Path(tmpdir) / f"port-{delay_ms}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.s3_client_cpu", "--serve", port_file, str(delay_ms)],
+            [sys.executable, "-m", "tests.bench.s3_client_cpu", "--serve", str(port_file), str(delay_ms)],
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
         deadline = time.monotonic() + 20
-        while not (os.path.exists(port_file) and open(port_file).read()):
+        while not (port_file.exists() and port_file.read_text()):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("the loopback server did not start")
             time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{open(port_file).read()}"
+        self.url = f"http://127.0.0.1:{port_file.read_text()}"
 
     def stop(self) -> None:
         self.process.terminate()
@@ -173,6 +175,15 @@ CALLS: dict[str, Callable[[Any, int], Any]] = {
 }
 
 
+def copy_task_call() -> Callable[[Any, int], Any]:
+    """The executor's whole copy of one object (ops.copy.copy_task), not just the S3 call."""
+    from batchops.jobs.model import PutObjectCopy
+    from batchops.ops.copy import CopySettings, copy_task
+
+    op, settings = PutObjectCopy("arn:aws:s3:::dst"), CopySettings()
+    return lambda s3, n: copy_task(s3, "src", f"dir/key-{n}.txt", None, op, settings=settings)
+
+
 def delete_objects_per_key(s3: Any, n: int) -> Any:
     keys = [{"Key": f"dir/key-{n}-{i:04d}.txt"} for i in range(1000)]
     return s3.delete_objects(Bucket="src", Delete={"Objects": keys, "Quiet": False})
@@ -188,8 +199,8 @@ def sequential(s3: Any, call: Callable[[Any, int], Any], n: int) -> float:
 
 
 def concurrent(s3: Any, threads: int, n: int) -> tuple[float, float]:
-    """(calls/s, CPU µs per call) of CopyObject from ``threads`` threads."""
-    copy = CALLS["copy_object"]
+    """(calls/s, CPU µs per call) of copy_task from ``threads`` threads."""
+    copy = copy_task_call()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(lambda i: copy(s3, i), range(threads * 4)))  # warm every connection
         cpu, wall = time.process_time(), time.perf_counter()
@@ -199,11 +210,11 @@ def concurrent(s3: Any, threads: int, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "DELAY_MS"), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls per operation and client")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--threads", default="64,256", help="comma-separated thread counts")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrent-calls", type=int, default=6000)
     args = parser.parse_args()
@@ -212,65 +223,87 @@ def main() -> None:
         return
     import tempfile
 
-    results: dict[str, Any] = {"sequential_us_per_call": {}, "concurrent": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        fast = Server(0, tmp)
-        try:
-            s3 = clients(fast.url, 16)
-            measures: dict[str, dict[str, list[float]]] = {}
-            for _ in range(args.repeats):
-                for op, call in [*CALLS.items(), ("delete_objects (per key)", delete_objects_per_key)]:
-                    n = args.calls if "per key" not in op else max(4, args.calls // 200)
-                    for name, client in s3.items():
-                        per_call = sequential(client, call, n)
-                        per_call = per_call / 1000 if "per key" in op else per_call
-                        measures.setdefault(op, {}).setdefault(name, []).append(per_call)
-            for op, by_client in measures.items():
-                medians = {name: statistics.median(values) for name, values in by_client.items()}
-                results["sequential_us_per_call"][op] = {
-                    **{name: round(value, 1) for name, value in medians.items()},
-                    "lean/boto3": round(medians["lean"] / medians["boto3"], 3),
-                }
-        finally:
-            fast.stop()
-        slow = Server(args.latency_ms, tmp)
-        try:
-            s3 = clients(slow.url, args.threads)
-            runs: dict[str, list[tuple[float, float]]] = {}
-            for _ in range(args.repeats):
-                for name, client in s3.items():
-                    runs.setdefault(name, []).append(concurrent(client, args.threads, args.concurrent_calls))
-            summary = {
-                name: {
-                    "calls_per_s": round(statistics.median(r[0] for r in values)),
-                    "cpu_us_per_call": round(statistics.median(r[1] for r in values), 1),
-                }
-                for name, values in runs.items()
-            }
-            summary["lean/boto3"] = {
-                "calls_per_s": round(summary["lean"]["calls_per_s"] / summary["boto3"]["calls_per_s"], 2),
-                "cpu_us_per_call": round(
-                    summary["lean"]["cpu_us_per_call"] / summary["boto3"]["cpu_us_per_call"], 3
-                ),
-            }
-            results["concurrent"] = {
-                "threads": args.threads,
-                "latency_ms": args.latency_ms,
-                "ideal_calls_per_s": round(args.threads / (args.latency_ms / 1000)),
-                **summary,
-            }
-        finally:
-            slow.stop()
+        results: dict[str, Any] = {
+            "sequential_us_per_call": sequential_table(tmp, args.calls, args.repeats),
+            "concurrent": [
+                concurrent_row(tmp, int(threads), args.latency_ms, args.concurrent_calls, args.repeats)
+                for threads in args.threads.split(",")
+            ],
+        }
     print(json.dumps(results, indent=2))
-    print("\n| operation | boto3 µs/call | lean µs/call | lean/boto3 |\n|---|---|---|---|")
+    print("\n| sequential, 0 ms | boto3 µs/call | lean µs/call | lean/boto3 |\n|---|---|---|---|")
     for op, row in results["sequential_us_per_call"].items():
         print(f"| {op} | {row['boto3']} | {row['lean']} | {row['lean/boto3']} |")
-    c = results["concurrent"]
     print(
-        f"\nCopyObject, {c['threads']} threads, {c['latency_ms']:g} ms latency (ideal {c['ideal_calls_per_s']}/s): "
-        f"boto3 {c['boto3']['calls_per_s']}/s at {c['boto3']['cpu_us_per_call']} µs/call, "
-        f"lean {c['lean']['calls_per_s']}/s at {c['lean']['cpu_us_per_call']} µs/call"
+        f"\n| copy_task, {args.latency_ms:g} ms latency | ideal calls/s | boto3 calls/s · µs/call "
+        "| lean calls/s · µs/call | lean/boto3 calls/s · µs/call |\n|---|---|---|---|---|"
     )
+    for c in results["concurrent"]:
+        ratio = c["lean/boto3"]
+        print(
+            f"| {c['threads']} threads | {c['ideal_calls_per_s']} "
+            f"| {c['boto3']['calls_per_s']} · {c['boto3']['cpu_us_per_call']} "
+            f"| {c['lean']['calls_per_s']} · {c['lean']['cpu_us_per_call']} "
+            f"| {ratio['calls_per_s']} · {ratio['cpu_us_per_call']} |"
+        )
+
+
+def sequential_table(tmp: str, calls: int, repeats: int) -> dict[str, dict[str, float]]:
+    server = Server(0, tmp)
+    try:
+        s3 = clients(server.url, 16)
+        measures: dict[str, dict[str, list[float]]] = {}
+        operations = [
+            *CALLS.items(),
+            ("delete_objects (per key)", delete_objects_per_key),
+            ("copy_task (ops.copy, one object)", copy_task_call()),
+        ]
+        for _ in range(repeats):
+            for op, call in operations:
+                per_key = "per key" in op
+                for name, client in s3.items():
+                    per_call = sequential(client, call, max(4, calls // 200) if per_key else calls)
+                    measures.setdefault(op, {}).setdefault(name, []).append(
+                        per_call / 1000 if per_key else per_call
+                    )
+    finally:
+        server.stop()
+    table = {}
+    for op, by_client in measures.items():
+        medians = {name: statistics.median(values) for name, values in by_client.items()}
+        table[op] = {
+            **{name: round(value, 1) for name, value in medians.items()},
+            "lean/boto3": round(medians["lean"] / medians["boto3"], 3),
+        }
+    return table
+
+
+def concurrent_row(tmp: str, threads: int, latency_ms: float, calls: int, repeats: int) -> dict[str, Any]:
+    server = Server(latency_ms, tmp)
+    try:
+        s3 = clients(server.url, threads)
+        runs: dict[str, list[tuple[float, float]]] = {}
+        for _ in range(repeats):
+            for name, client in s3.items():
+                runs.setdefault(name, []).append(concurrent(client, threads, calls))
+    finally:
+        server.stop()
+    row: dict[str, Any] = {
+        "threads": threads,
+        "latency_ms": latency_ms,
+        "ideal_calls_per_s": round(threads / (latency_ms / 1000)),
+    }
+    for name, values in runs.items():
+        row[name] = {
+            "calls_per_s": round(statistics.median(r[0] for r in values)),
+            "cpu_us_per_call": round(statistics.median(r[1] for r in values), 1),
+        }
+    row["lean/boto3"] = {
+        "calls_per_s": round(row["lean"]["calls_per_s"] / row["boto3"]["calls_per_s"], 2),
+        "cpu_us_per_call": round(row["lean"]["cpu_us_per_call"] / row["boto3"]["cpu_us_per_call"], 3),
+    }
+    return row
 
 
 if __name__ == "__main__":
