@@ -242,3 +242,10 @@ def test_delete_objects_sends_every_key(server: ScriptedServer) -> None:
     (sent,) = server.requests
     assert sent.body.count(b"<Object>") == 1000
     assert b"<Key>k/0999 &amp;&lt;&gt;</Key>" in sent.body
+
+
+def test_wrapping_twice_wraps_once(server: ScriptedServer) -> None:
+    from batchops.s3fast import lean_s3_client
+
+    lean = lean_s3_client(boto3_client(server.url))
+    assert lean_s3_client(lean) is lean

@@ -78,6 +78,8 @@ _MAX_ENDPOINTS = 4096
 
 def lean_s3_client(client: S3Client) -> S3Client:
     """``client`` with its hot calls made lean (typed as the client it stands in for)."""
+    if isinstance(client, LeanS3Client):
+        return cast("S3Client", client)
     return cast("S3Client", LeanS3Client(client))
 
 
@@ -93,6 +95,8 @@ class LeanS3Client:
         return self._lean is not None
 
     def __getattr__(self, name: str) -> Any:
+        if name == "wrapped":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.wrapped, name)
 
     def __repr__(self) -> str:
@@ -153,7 +157,7 @@ class _Lean:
         session = http_session_of(client)
         if (
             meta.service_model.service_name != "s3"
-            or config.retries.get("mode") != "standard"
+            or (config.retries or {}).get("mode") != "standard"
             or config.signature_version not in (None, "s3v4", "v4")
             or config.auth_scheme_preference
             or getattr(client, "_ruleset_resolver", None) is None
