@@ -263,19 +263,20 @@ class ErrorParser:
 
     def __init__(self, operation: OperationModel) -> None:
         self._operation = operation
-        self._parser = create_parser("rest-xml")
 
     def parse(self, status: int, headers: Any, body: bytes, original_status: int) -> dict[str, Any]:
         """``status`` is what botocore parses with (500 for a 200 with an error inside);
         ``original_status`` decides, as in botocore, whether modeled error fields are added."""
+        # a parser per response, as botocore's endpoint makes one (they are not meant to be shared)
+        parser = create_parser("rest-xml")
         response = {"headers": HeadersDict(headers), "status_code": status, "body": body, "context": {}}
         customized: dict[str, Any] = {}
         handle_expires_header(self._operation, response, customized)
-        parsed: dict[str, Any] = self._parser.parse(response, self._operation.output_shape)  # type: ignore[arg-type]
+        parsed: dict[str, Any] = parser.parse(response, self._operation.output_shape)  # type: ignore[arg-type]
         parsed.update(customized)
         if original_status >= 300:
             code = parsed.get("Error", {}).get("Code")
             shape = self._operation.service_model.shape_for_error_code(code) if code else None
             if shape is not None:
-                parsed.update(self._parser.parse(response, shape))
+                parsed.update(parser.parse(response, shape))
         return parsed
