@@ -118,8 +118,12 @@ def test_every_bucket_placement_is_botocores(
     params = {"Bucket": bucket, **CALLS[method]}
     try:
         theirs = captured(client(), method, params)
-    except Exception as exc:
-        pytest.skip(f"boto3 refuses this combination: {exc}")
+    except Exception as refused:
+        # a combination boto3 refuses (accelerate needs virtual hosts): the lean client too
+        with pytest.raises(type(refused)) as ours_refused:
+            getattr(LeanS3Client(client()), method)(**params)
+        assert str(ours_refused.value) == str(refused)
+        return
     # WHEN the lean client prepares and signs the same call at the same time
     date: Any = theirs.headers["X-Amz-Date"]
     stamp = date.decode() if isinstance(date, bytes) else str(date)
