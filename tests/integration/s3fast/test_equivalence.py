@@ -264,3 +264,13 @@ def test_the_retry_quota_runs_out_as_botocores(server: ScriptedServer) -> None:
 def _failing_by_default(server: ScriptedServer, request: pytest.FixtureRequest) -> None:
     if request.node.name.startswith("test_the_retry_quota"):
         server.default = Answer(s3_error(500, "InternalError"))
+
+
+def test_in_lambda_the_trace_id_goes_along(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # botocore's recursion detection: in Lambda every request carries the invocation's trace id
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "RunJobFunction")
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    )
+    run = assert_same(server, [COPY_RESULT], copy)
+    assert run.requests[0].headers["x-amzn-trace-id"].startswith("Root=1-5759e988")

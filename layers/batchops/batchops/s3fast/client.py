@@ -7,12 +7,14 @@ everything else (attributes, the other operations) is the wrapped client's own.
 Where the CPU of a boto3 call goes, and what a lean call does instead:
 
 - botocore emits some twenty events per call and resolves the endpoint through its rules engine
-  every time; a lean call emits only the parameter events (so botocore's parameter handlers run
-  unchanged), and resolves the endpoint once per bucket.
-- the request is serialised and validated by botocore's own serializer (DeleteObjects bodies
-  are built directly, byte-identical), checksummed by botocore's checksum functions, signed by
-  a plain-dict SigV4 signer (``sigv4``), and sent on the client's own urllib3 pools
-  (``transport``), with botocore's standard retry policy (``retry``);
+  every time; a lean call calls the few S3 handlers that shape its request directly
+  (``PARAMETER_HANDLERS``, a test holds the list to what botocore registers) and resolves the
+  endpoint once per bucket;
+- botocore validates and serialises through a generic walk of the model; the lean serializer
+  (``serialize``) lays out plain parameters directly, identically, and leaves the rest to boto3;
+- the request is checksummed by botocore's checksum functions, signed by a plain-dict SigV4
+  signer (``sigv4``) and exchanged on the client's own urllib3 connections (``transport``),
+  under botocore's standard retry policy (``retry``);
 - successful responses are parsed by a parser compiled from the output shape (``responses``);
   errors by botocore's parser.
 
@@ -40,7 +42,13 @@ from urllib.parse import urlsplit
 
 import botocore
 from botocore.awsrequest import HeadersDict, prepare_request_dict
-from botocore.handlers import copy_source_sse_md5, handle_copy_source_param, sse_md5, validate_ascii_metadata
+from botocore.handlers import (
+    add_recursion_detection_header,
+    copy_source_sse_md5,
+    handle_copy_source_param,
+    sse_md5,
+    validate_ascii_metadata,
+)
 from botocore.httpchecksum import apply_request_checksum, resolve_checksum_context
 from botocore.model import OperationModel
 from lxml import etree
@@ -62,8 +70,8 @@ LEAN_OPERATIONS = {
     "restore_object": "RestoreObject",
 }
 # The before-parameter-build handlers botocore registers for each operation that change or check
-# its parameters (besides the bucket name check below, the bucket-less URL path the serializer
-# applies, and the region redirector's bookkeeping); a test holds this list to botocore's.
+# its parameters (besides the bucket name check below and the bucket-less URL path the serializer
+# applies); tests/unit/s3fast/test_handlers.py holds this to what botocore registers.
 PARAMETER_HANDLERS: dict[str, tuple[Callable[..., None], ...]] = {
     "CopyObject": (handle_copy_source_param, validate_ascii_metadata, sse_md5, copy_source_sse_md5),
     "HeadObject": (sse_md5,),
@@ -135,7 +143,6 @@ class _Forward(Exception):
     """This call is boto3's to make."""
 
 
-@dataclass
 @dataclass
 class _Operation:
     model: OperationModel
@@ -240,6 +247,8 @@ class _Lean:
             if isinstance(algorithm, dict) and algorithm.get("in") != "header":
                 raise _Forward  # a streamed (trailer) checksum is botocore's
             apply_request_checksum(request_dict)
+        # botocore's before-call handler: the Lambda trace id (unsigned), when running in Lambda
+        add_recursion_detection_header(request_dict)
         headers: dict[str, str] = request_dict["headers"]
         for value in headers.values():
             if not (isinstance(value, str) and value.isascii() and value.isprintable()):
