@@ -274,3 +274,11 @@ def test_in_lambda_the_trace_id_goes_along(server: ScriptedServer, monkeypatch: 
     )
     run = assert_same(server, [COPY_RESULT], copy)
     assert run.requests[0].headers["x-amzn-trace-id"].startswith("Root=1-5759e988")
+
+
+def test_a_retry_after_a_dated_answer_carries_botocores_ttl(server: ScriptedServer) -> None:
+    dated = response(
+        500, b"<Error><Code>InternalError</Code></Error>", {"Date": "Fri, 01 Mar 2024 10:00:00 GMT"}
+    )
+    run = assert_same(server, [dated, COPY_RESULT], copy)
+    assert run.requests[1].headers["amz-sdk-request"].startswith("ttl=20240301T100005Z; attempt=2")

@@ -30,6 +30,7 @@ fault injection, botocore's Stubber) and X-Ray's botocore patching do not see th
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import platform
 import re
@@ -307,8 +308,9 @@ class _Lean:
         request_context: dict[str, Any] = {}
         invocation = str(uuid.uuid4())
         attempt = 1
+        ttl: str | None = None
         while True:
-            status, parsed, exception = self._attempt(operation, request, attempt, invocation)
+            status, parsed, exception = self._attempt(operation, request, attempt, invocation, ttl)
             if status is not None and status.status_code < 300:
                 assert parsed is not None
                 if attempt >= self._retries.max_attempts:
@@ -333,6 +335,8 @@ class _Lean:
             )
             if delay is None:
                 break
+            if status is not None:
+                ttl = _ttl(status.headers.get("Date"), self._config.read_timeout) or ttl
             time.sleep(delay)
             attempt += 1
         if exception is not None:
@@ -344,10 +348,10 @@ class _Lean:
         raise self._client.exceptions.from_code(error_code)(parsed, model.name)
 
     def _attempt(
-        self, operation: _Operation, request: _Request, attempt: int, invocation: str
+        self, operation: _Operation, request: _Request, attempt: int, invocation: str, ttl: str | None
     ) -> tuple[HttpStatus | None, dict[str, Any] | None, Exception | None]:
         """One signed request: (status as botocore sees it, parsed response, or the exception)."""
-        headers = self.signed_headers(request, attempt, invocation)
+        headers = self.signed_headers(request, attempt, invocation, ttl)
         head = "".join(
             [
                 f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.endpoint.host}\r\n",
@@ -379,7 +383,9 @@ class _Lean:
         parsed = operation.errors.parse(code, raw.headers, raw.body, raw.status)
         return HttpStatus(code, HeadersDict(raw.headers)), parsed, None
 
-    def signed_headers(self, request: _Request, attempt: int, invocation: str) -> dict[str, str]:
+    def signed_headers(
+        self, request: _Request, attempt: int, invocation: str, ttl: str | None = None
+    ) -> dict[str, str]:
         """The headers of one attempt, signed (Host and Accept-Encoding are added on the wire)."""
         headers = dict(request.headers)
         # Refreshable credentials (assumed roles, instance roles) renew themselves here.
@@ -398,7 +404,8 @@ class _Lean:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             headers["Content-Length"] = str(len(request.body or b""))
         headers["amz-sdk-invocation-id"] = invocation
-        headers["amz-sdk-request"] = f"attempt={attempt}; max={self._retries.max_attempts}"
+        retry = f"attempt={attempt}; max={self._retries.max_attempts}"
+        headers["amz-sdk-request"] = f"ttl={ttl}; {retry}" if ttl else retry
         return headers
 
     def _signer(self, region: str) -> SigV4Signer:
@@ -432,6 +439,19 @@ def _redirected(operation: str, status: HttpStatus, parsed: dict[str, Any]) -> b
         or code == "IllegalLocationConstraintException"
         or (operation == "HeadObject" and code in ("301", "400"))
     )
+
+
+def _ttl(date: str | None, read_timeout: float) -> str | None:
+    """botocore's retry ``ttl``: when, by the server's clock, the next attempt's read times out."""
+    if not date:
+        return None
+    try:
+        server = datetime.datetime.strptime(date, "%a, %d %b %Y %H:%M:%S %Z")
+    except ValueError:
+        return None
+    received = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    local = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return (local + datetime.timedelta(seconds=read_timeout) + (server - received)).strftime("%Y%m%dT%H%M%SZ")
 
 
 _clock: tuple[int, str] = (0, "")
