@@ -39,6 +39,7 @@ bench: $(STAMP) $(BENCH_VENV)/bin/aws
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.report_memory
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.scale_inputs
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.hostile_latency
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.s3_client_cpu
 
 bench-quick: $(STAMP) $(BENCH_VENV)/bin/aws
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.run --quick

@@ -1,6 +1,10 @@
-"""Fault injection through botocore's before-send hook: the real retry and parsing code runs.
+"""Fault injection: the real retry and parsing code runs.
 
-(botocore's Stubber bypasses retries, so it cannot show that a transient error is retried.)
+A boto3 client is injected through botocore's before-send hook. A lean client (batchops.s3fast)
+sends without botocore's hooks, so it is built on a fault proxy (``tests.fault_proxy``) and
+``route_through`` records which; ``inject`` then registers on the proxy, and the injected
+answers reach it over HTTP. (botocore's Stubber bypasses retries, so it cannot show that a
+transient error is retried.)
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
+
+from batchops.s3fast import LeanS3Client
+from tests.fault_proxy import FaultProxy
 
 
 class _Raw:
@@ -50,11 +57,26 @@ class Injector:
         return self.decide(request, count)
 
 
+_PROXIES: dict[int, FaultProxy] = {}
+
+
+def route_through(client: Any, proxy: FaultProxy) -> None:
+    """``client`` talks to S3 through ``proxy``: faults for it are injected there."""
+    _PROXIES[id(client)] = proxy
+
+
 def inject(
     client: Any, operation: str, decide: Callable[[AWSPreparedRequest, int], AWSResponse | None]
 ) -> Injector:
-    """Register on ``before-send.<service>.<operation>`` of one client (``*`` for every operation)."""
+    """Register on ``before-send.<service>.<operation>`` of one client (``*`` for every operation),
+    or on its fault proxy."""
     injector = Injector(decide)
+    proxy = _PROXIES.get(id(client))
+    if proxy is not None:
+        proxy.inject(operation, injector)
+        return injector
+    if isinstance(client, LeanS3Client):
+        raise AssertionError("a lean client's calls skip botocore's hooks: build it on a FaultProxy")
     service = client.meta.service_model.service_name.replace(" ", "-").lower()
     client.meta.events.register(f"before-send.{service}.{operation}", injector)
     return injector

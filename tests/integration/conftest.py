@@ -17,6 +17,8 @@ from batchops.engine.embedded import EmbeddedDispatcher
 from batchops.engine.phases import Engine
 from batchops.engine.settings import EngineSettings
 from batchops.store.sqlite import SQLiteJobStore
+from tests.fault_proxy import FaultProxy
+from tests.faults import route_through
 from tests.integration.deployed_harness import Deployment, deployment_fixture
 from tests.integration.jobs_harness import Service, engine_settings
 
@@ -24,6 +26,7 @@ from tests.integration.jobs_harness import Service, engine_settings
 @pytest.fixture
 def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[tuple[Any, ...]] = []
+    proxies: list[FaultProxy] = []
 
     def start(
         settings: EngineSettings | None = None,
@@ -33,7 +36,11 @@ def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., S
     ) -> Service:
         store = SQLiteJobStore(tmp_path / f"jobs-{len(started)}.db", busy_timeout=busy_timeout)
         config = Config(retries={"mode": "standard", "max_attempts": s3_attempts}, max_pool_connections=64)
-        s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+        # S3 through a fault proxy: the engine's lean client sends without botocore's hooks
+        proxy = FaultProxy(moto_endpoint)
+        proxies.append(proxy)
+        s3 = boto3.client("s3", endpoint_url=proxy.url, config=config)
+        route_through(s3, proxy)
         service = local_service(store, max_active_jobs=100)
         engine = Engine(service, store, s3, settings or engine_settings())
         dispatcher = EmbeddedDispatcher(engine, store)
@@ -52,6 +59,8 @@ def make_service(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., S
         dispatcher.stop()
         engine.close()
         store.close()
+    for proxy in proxies:
+        proxy.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ import boto3
 import pytest
 
 from tests.conftest import EVENTS, ROOT, create_jobs_table
+from tests.fault_proxy import FaultProxy
+from tests.faults import route_through
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -156,10 +158,13 @@ def deployment_fixture(moto_endpoint: str, request: pytest.FixtureRequest) -> It
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
+    # S3 through a fault proxy: the engine's lean client sends without botocore's hooks
+    proxy = FaultProxy(moto_endpoint)
     env = {
         "JOBS_TABLE": table,
         "WORK_QUEUE_URL": queue_url,
         "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL_S3": proxy.url,
         "BATCHOPS_CHUNK_SIZE": "10",
         "BATCHOPS_TASK_CONCURRENCY": "4",
         "BATCHOPS_S3_ADDRESSING_STYLE": "path",
@@ -169,15 +174,18 @@ def deployment_fixture(moto_endpoint: str, request: pytest.FixtureRequest) -> It
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
+        run_job = load(f"run_job_{suffix}", "functions/run_job/app.py")
+        route_through(run_job.s3, proxy)
         yield Deployment(
             api=load(f"jobs_api_{suffix}", "functions/jobs_api/app.py"),
-            run_job=load(f"run_job_{suffix}", "functions/run_job/app.py"),
+            run_job=run_job,
             sqs=sqs,
             queue_url=queue_url,
             dlq_url=dlq_url,
             queue_arn=queue_arn,
         )
     finally:
+        proxy.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import EVENTS, new_bucket
-from tests.faults import inject, s3_error
+from tests.faults import count_only, inject, s3_error
 from tests.integration.deployed_harness import Context, Deployment
 from tests.integration.jobs_harness import csv_manifest, put_manifest, read_report, request
 
@@ -166,3 +166,20 @@ def test_a_job_suspended_for_over_30_days_fails(deployment: Deployment, s3: S3Cl
     assert [s.action for s in sweeper.sweep()] == ["failed"]
     job = deployment.job(job_id)
     assert (job.status.value, job.failure_reasons[0].code) == ("Failed", "SuspendedTooLong")
+
+
+@pytest.mark.parametrize(
+    ("deployment", "lean"),
+    [({}, True), ({"BATCHOPS_S3_CLIENT": "boto3"}, False), ({"BATCHOPS_ASSUME_JOB_ROLE": "true"}, True)],
+    indirect=["deployment"],
+)
+def test_deployed_copies_go_through_the_configured_client(
+    deployment: Deployment, s3: S3Client, lean: bool
+) -> None:
+    copies = inject(deployment.run_job.s3, "CopyObject", count_only())
+    body, _, dst = copy_job(s3, 6)
+    job_id = deployment.create_job(body)
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete")
+    assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 6
+    agents = [r.headers["User-Agent"] for r in copies.seen]
+    assert len(agents) == 6 and all((b"batchops-s3fast" in agent) is lean for agent in agents)

@@ -1,11 +1,11 @@
-"""Settings read from the environment: credentials and their tenants."""
+"""Settings read from the environment: credentials and their tenants, the engine's S3 client."""
 
 from __future__ import annotations
 
 import pytest
 
 from batchops.api.auth import Principal
-from batchops.settings import LocalSettings, SettingsError
+from batchops.settings import LocalSettings, RunJobSettings, SettingsError
 
 
 def test_credentials_may_be_secrets_or_tenants() -> None:
@@ -73,3 +73,19 @@ def test_a_credentials_secret_is_named_by_arn_or_name_with_a_max_age() -> None:
 def test_bad_credentials_secret_settings_are_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         LocalSettings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(None, "lean"), ("", "lean"), ("boto3", "boto3"), (" Lean ", "lean")]
+)
+def test_the_engines_s3_client(value: str | None, kind: str) -> None:
+    env = {"JOBS_TABLE": "t", "WORK_QUEUE_URL": "q"} | (
+        {"BATCHOPS_S3_CLIENT": value} if value is not None else {}
+    )
+    assert LocalSettings.from_env(env).engine.s3_client == kind
+    assert RunJobSettings.from_env(env).engine.s3_client == kind
+
+
+def test_an_unknown_s3_client_is_named() -> None:
+    with pytest.raises(SettingsError, match="BATCHOPS_S3_CLIENT must be lean or boto3, not 'fast'"):
+        LocalSettings.from_env({"BATCHOPS_S3_CLIENT": "fast"})

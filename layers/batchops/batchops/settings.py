@@ -145,7 +145,17 @@ def _engine_settings(env: Mapping[str, str], workers: int) -> EngineSettings:
             ),
             part_size=_positive_int(env, "BATCHOPS_PART_SIZE", defaults.copy.part_size),
         ),
+        s3_client=_s3_client(env, defaults.s3_client),
     )
+
+
+def _s3_client(env: Mapping[str, str], default: str) -> str:
+    kind = (env.get("BATCHOPS_S3_CLIENT") or default).strip().lower()
+    if kind not in ("lean", "boto3"):
+        raise SettingsError(
+            f"BATCHOPS_S3_CLIENT must be lean or boto3, not {env.get('BATCHOPS_S3_CLIENT')!r}"
+        )
+    return kind
 
 
 def _addressing_style(env: Mapping[str, str]) -> str:

@@ -7,9 +7,7 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import boto3
 import pytest
-from botocore.config import Config
 from lxml import etree
 
 from batchops.api.create_job import parse_create_job
@@ -17,6 +15,7 @@ from batchops.jobs.model import PutObjectCopy
 from batchops.ops.copy import CopySettings, copy_task
 from tests.conftest import SEED_XML, new_bucket
 from tests.faults import count_only, first, inject, s3_error
+from tests.integration.ops.conftest import MakeS3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -258,14 +257,12 @@ def test_missing_source_and_transient_errors(s3: S3Client, buckets: tuple[str, s
 
 
 def test_persistent_throttling_is_a_transient_failure(
-    s3: S3Client, buckets: tuple[str, str], moto_endpoint: str
+    s3: S3Client, buckets: tuple[str, str], make_s3: MakeS3
 ) -> None:
     src, dst = buckets
     put(s3, src, "k")
     # botocore backs off throttles from 1 s: two attempts keep this test short
-    impatient = boto3.client(
-        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 2})
-    )
+    impatient = make_s3(max_attempts=2)
     inject(
         impatient,
         "CopyObject",

@@ -29,6 +29,11 @@ _PARSER_OPTIONS: dict[str, Any] = {
 }
 
 
+def parser_options() -> dict[str, Any]:
+    """The hardened parser options, for a caller that needs its own parser (one per thread)."""
+    return dict(_PARSER_OPTIONS)
+
+
 class UnsafeXmlError(ValueError):
     """The document is not well-formed, or uses a feature we refuse (DOCTYPE, entities)."""
 

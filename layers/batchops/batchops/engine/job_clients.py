@@ -1,10 +1,11 @@
-"""Which credentials a job's S3 calls use.
+"""Which credentials a job's S3 calls use, and through which client.
 
 Deployed, a job acts as its RoleArn: the worker assumes that role (STS AssumeRole) and makes every
 S3 call of the job with the role's credentials (reading the manifest, the operations, writing the
 report), never with its own. So a job can touch only what its role allows, and the worker's own
 role needs nothing but sts:AssumeRole. Embedded (a laptop, MinIO), there is no role to assume:
-every job uses the one client boto3 was configured for.
+every job uses the one client boto3 was configured for. Either way, ``LeanClients`` can put the
+lean S3 client (batchops.s3fast) in front of the job's boto3 client.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +21,7 @@ import boto3
 from botocore.config import Config
 
 from batchops.jobs.model import Job
+from batchops.s3fast import lean_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -90,3 +93,28 @@ class AssumedRoleClients:
             )
             self._clients[role] = (client, credentials["Expiration"].timestamp())
             return client
+
+
+class LeanClients:
+    """The jobs' clients of ``inner``, each behind a lean client (one per boto3 client)."""
+
+    MAX_CLIENTS = 64
+    """Assumed-role clients are renewed hourly: old ones (and their lean fronts) are let go."""
+
+    def __init__(self, inner: JobClients) -> None:
+        self.inner = inner
+        self._lean: OrderedDict[int, tuple[S3Client, S3Client]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def s3_for(self, job: Job) -> S3Client:
+        client = self.inner.s3_for(job)
+        with self._lock:
+            cached = self._lean.get(id(client))
+            if cached is not None and cached[0] is client:
+                self._lean.move_to_end(id(client))
+                return cached[1]
+            lean = lean_s3_client(client)
+            self._lean[id(client)] = (client, lean)
+            while len(self._lean) > self.MAX_CLIENTS:
+                self._lean.popitem(last=False)
+            return lean

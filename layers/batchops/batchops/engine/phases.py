@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from batchops.engine.job_clients import JobClients, JobRoleError, SharedClients
+from batchops.engine.job_clients import JobClients, JobRoleError, LeanClients, SharedClients
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
@@ -73,6 +73,8 @@ class Engine:
         self.clock = clock
         # Deployed, each job's calls go through a client acting as the job's own role.
         self.clients: JobClients = clients or SharedClients(s3)
+        if settings.s3_client == "lean":
+            self.clients = LeanClients(self.clients)
         self._pool = ThreadPoolExecutor(max_workers=settings.workers * settings.task_concurrency)
         # One per process: a prefix S3 throttles slows down for every chunk running here.
         self._throttle = PrefixThrottle(

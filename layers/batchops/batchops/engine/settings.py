@@ -32,6 +32,9 @@ class EngineSettings:
     prepare_retry_seconds: float = 5.0
     """A manifest that does not answer is tried this often, this far apart (embedded), then the job fails."""
     copy: CopySettings = field(default_factory=CopySettings)
+    s3_client: str = "lean"
+    """``lean``: copy, head, delete and restore calls go through batchops.s3fast (boto3's semantics
+    at a fraction of its CPU); ``boto3``: every call is boto3's."""
 
     @property
     def s3_connections(self) -> int:
