@@ -11,27 +11,29 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
 from botocore.config import Config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batchops.api.create_job import parse_create_job
 from batchops.cli.main import local_service
+from batchops.engine.job_clients import LeanClients, SharedClients
 from batchops.engine.phases import Engine
 from batchops.engine.sqs import SqsWorker, WorkMessage
 from batchops.jobs.errors import JobStateError
+from batchops.jobs.model import Job
 from batchops.jobs.status import RequestedJobStatus
 from batchops.store.base import Segment
 from batchops.store.sqlite import SQLiteJobStore
-from tests.faults import s3_error
+from tests.fault_proxy import FaultProxy
+from tests.faults import inject, route_through, s3_error
 from tests.helpers import APPID
 from tests.integration.invariants import JobView, Row, assert_invariants, copied_to
 from tests.integration.jobs_harness import csv_manifest, engine_settings, put_manifest, request
@@ -81,14 +83,38 @@ class Faults:
     concurrent deliveries, made deterministic): it sees no standing segment and runs the tasks."""
     copies: int = 0
 
-    def before_copy(self, request: AWSPreparedRequest, **_: Any) -> Any:
-        self.copies += 1
-        if self.crash_at_copy is not None and self.copies >= self.crash_at_copy:
-            raise Crash
+    def answer(self, _request: Any, _count: int) -> Any:
+        """The S3 endpoint's side (the fault proxy): SlowDown while throttled."""
         if self.throttled > 0:
             self.throttled -= 1
             return s3_error(503, "SlowDown", "Please reduce your request rate.")
         return None
+
+
+class DyingS3:
+    """The engine's S3 client (the lean one), dying at a copy when told to."""
+
+    def __init__(self, inner: Any, faults: Faults) -> None:
+        self._inner = inner
+        self._faults = faults
+
+    def copy_object(self, **params: Any) -> Any:
+        self._faults.copies += 1
+        if self._faults.crash_at_copy is not None and self._faults.copies >= self._faults.crash_at_copy:
+            raise Crash
+        return self._inner.copy_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class DyingClients:
+    def __init__(self, inner: LeanClients, faults: Faults) -> None:
+        self._inner = inner
+        self._faults = faults
+
+    def s3_for(self, job: Job) -> Any:
+        return DyingS3(self._inner.s3_for(job), self._faults)
 
 
 class Ledger:
@@ -130,6 +156,8 @@ actions = st.lists(
 class World:
     s3: S3Client
     source: str
+    faults: Faults = field(default_factory=Faults)
+    """The running example's faults (the proxy's one injector asks them)."""
     manifests: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def manifest(self, tasks: int) -> tuple[str, str]:
@@ -144,15 +172,22 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(moto_endpoint: str) -> World:
-    # botocore does not retry here: a throttled copy is the engine's to retry (once, at once)
+def world(moto_endpoint: str) -> Iterator[World]:
+    # S3 through a fault proxy, which throttles for the lean client as for boto3. botocore does
+    # not retry here: a throttled copy is the engine's to retry (once, at once).
+    proxy = FaultProxy(moto_endpoint)
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, s3={"addressing_style": "path"})
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, config=config)
+    s3 = boto3.client("s3", endpoint_url=proxy.url, config=config)
+    route_through(s3, proxy)
     source = f"model-src-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=source)
     for n in range(MAX_TASKS):
         s3.put_object(Bucket=source, Key=f"k {n:02d}", Body=f"object {n}".encode())
-    return World(s3, source)
+    world = World(s3, source)
+    # (a lambda: each example puts its own Faults on the world)
+    inject(s3, "CopyObject", lambda request, count: world.faults.answer(request, count))  # noqa: PLW0108
+    yield world
+    proxy.stop()
 
 
 def run_model(world: World, tasks: int, chunk_size: int, plan: list[Action]) -> None:  # noqa: PLR0912
@@ -161,8 +196,7 @@ def run_model(world: World, tasks: int, chunk_size: int, plan: list[Action]) -> 
     s3.create_bucket(Bucket=target)
     key, etag = world.manifest(tasks)
     copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{target}</TargetResource></COSPutObjectCopy>"
-    faults = Faults()
-    s3.meta.events.register("before-send.s3.CopyObject", faults.before_copy)
+    faults = world.faults = Faults()
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteJobStore(Path(tmp) / "jobs.db")
         ledger: Any = Ledger(store, faults)
@@ -176,7 +210,11 @@ def run_model(world: World, tasks: int, chunk_size: int, plan: list[Action]) -> 
             status_poll_seconds=1e9,  # a delivery starts by reading the status; no polls mid-chunk
             failure_threshold_tasks=4,
         )
-        engine = Engine(service, ledger, s3, knobs, clock=Clock())
+        # the engine's own client stack (lean in front of boto3), with a copy that can die
+        clients = DyingClients(LeanClients(SharedClients(s3)), faults)
+        engine = Engine(
+            service, ledger, s3, replace(knobs, s3_client="boto3"), clock=Clock(), clients=clients
+        )
         queue = Queue()
         worker = SqsWorker(engine, queue, deadline_margin_seconds=0.0)  # type: ignore[arg-type]
         try:
@@ -262,7 +300,6 @@ def run_model(world: World, tasks: int, chunk_size: int, plan: list[Action]) -> 
                 "report != ledger"
             )
         finally:
-            s3.meta.events.unregister("before-send.s3.CopyObject", faults.before_copy)
             engine.close()
             store.close()
 
