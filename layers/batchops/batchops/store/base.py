@@ -133,6 +133,23 @@ class Segment:
     """The tasks' outcomes, encoded by the engine; opaque to the store."""
 
 
+@dataclass(frozen=True)
+class PrepareCheckpoint:
+    """How far preparing a job has got, so that it can stop before a deadline and go on later.
+
+    Chunks ``0 .. next_index - 1`` (the tasks before ``next_ordinal``) are stored, and the
+    manifest goes on at ``position`` (encoded by the manifest layer; opaque to the store).
+    ``done``: the whole manifest is planned, ``next_index`` chunks of ``next_ordinal`` tasks.
+    ``updated``: when it was written (the sweeper leaves a prepare that is moving alone).
+    """
+
+    next_index: int
+    next_ordinal: int
+    position: str
+    done: bool
+    updated: float
+
+
 class ChunkLedger(Protocol):
     """Chunks of a prepared job, their leases, and the segments that account for their tasks.
 
@@ -147,6 +164,16 @@ class ChunkLedger(Protocol):
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
         """One chunk of a job, or None if the job has no such chunk (any more)."""
+
+    def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
+        """How far preparing the job has got; None before its first checkpoint."""
+
+    def advance_prepare(
+        self, job_id: str, expected: PrepareCheckpoint | None, checkpoint: PrepareCheckpoint
+    ) -> bool:
+        """Store ``checkpoint`` if the stored one is still ``expected`` (None: none yet), compared
+        by ``next_index`` and ``done``. False if another preparer moved it first, or the ledger
+        was dropped: the caller has been overtaken and stops."""
 
     def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
         """Lease a delivered chunk to ``worker`` until ``until``, unless another worker holds it
@@ -181,7 +208,7 @@ class ChunkLedger(Protocol):
         """Become the one finalizer of a job until ``until`` (unless another one's claim holds)."""
 
     def drop_chunks(self, job_id: str) -> None:
-        """Forget a finished job's chunks, segments and claims."""
+        """Forget a finished job's chunks, segments, claims and prepare checkpoint."""
 
 
 class WorkerLedger(ChunkLedger, Protocol):
