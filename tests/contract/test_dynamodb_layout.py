@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from batchops.store.dynamodb_ledger import LEDGER_SHARDS, DynamoDBLedger
 from tests.conftest import template
 from tests.contract.test_chunk_ledger import chunks, segment
 from tests.contract.test_job_store import APPID, record
+from tests.faults import count_only, inject
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -117,3 +119,15 @@ def test_a_jobs_ledger_is_spread_evenly_over_its_shards(dynamodb: DynamoDBClient
     # AND the job-wide partition holds only the job-wide items
     assert sort_keys(dynamodb, jobs_table, "LEDGER#job-0001") == ["PREPARE"]
 
+
+def test_a_look_that_may_be_stale_is_an_eventually_consistent_read(
+    dynamodb: DynamoDBClient, jobs_table: str
+) -> None:
+    store = DynamoDBJobStore(jobs_table, dynamodb, clock=lambda: NOW)
+    job = record(1)
+    store.insert_job(job, max_active=10)
+    reads = inject(dynamodb, "GetItem", count_only())
+    assert store.get_job(APPID, job.job_id, consistent=False) == job
+    assert store.get_job(APPID, job.job_id) == job
+    bodies = [r.body for r in reads.seen]
+    assert [json.loads(b)["ConsistentRead"] for b in bodies if isinstance(b, bytes)] == [False, True]

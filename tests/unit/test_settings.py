@@ -40,3 +40,14 @@ def test_credentials_may_be_secrets_or_tenants() -> None:
 def test_bad_credentials_are_named(value: str, fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         LocalSettings.from_env({"BATCHOPS_CREDENTIALS": value})
+
+
+def test_run_job_spaces_its_status_looks_by_the_worker_concurrency() -> None:
+    from batchops.settings import RunJobSettings
+
+    base = {"JOBS_TABLE": "t", "WORK_QUEUE_URL": "q"}
+    # the stack passes WorkerConcurrency; without it, the most an event source allows
+    assert RunJobSettings.from_env({**base, "BATCHOPS_WORKER_CONCURRENCY": "50"}).engine.job_concurrency == 50
+    assert RunJobSettings.from_env(base).engine.job_concurrency == 1000
+    with pytest.raises(SettingsError, match="BATCHOPS_WORKER_CONCURRENCY"):
+        RunJobSettings.from_env({**base, "BATCHOPS_WORKER_CONCURRENCY": "0"})

@@ -251,7 +251,7 @@ class Engine:
             return None
         tasks = decode_chunk(claim.chunk.payload)
         heartbeat = _Heartbeat(self, claim, worker)
-        stop = _StopCheck(self, claim, heartbeat, deadline)
+        stop = _StopCheck(self, claim, heartbeat, deadline, job.chunk_count)
         heartbeat.start()
         try:
             outcomes = run_tasks(
@@ -410,18 +410,28 @@ class _Heartbeat:
 class _StopCheck:
     """Tells a running chunk to stop: its job left Active, its deadline came, or its lease was lost.
 
-    Looks at the job at most every ``status_poll_seconds``; a store that does not answer is not
-    a reason to stop (the chunk's work would be thrown away), the next look decides.
+    Looks at the job every ``status_poll_interval`` of the job's chunk count: every second while
+    few chunks run at once, less often when so many do that their looks together would make the
+    job item hot. The look is an eventually consistent read (half the price; a cancel seen one
+    look late only runs a few more tasks, which are recorded and reported like any others). A
+    store that does not answer is not a reason to stop (the chunk's work would be thrown away),
+    the next look decides.
     """
 
     def __init__(
-        self, engine: Engine, claim: ChunkClaim, heartbeat: _Heartbeat, deadline: float | None
+        self,
+        engine: Engine,
+        claim: ChunkClaim,
+        heartbeat: _Heartbeat,
+        deadline: float | None,
+        chunk_count: int,
     ) -> None:
         self.engine = engine
         self.claim = claim
         self.heartbeat = heartbeat
         self.deadline = deadline
-        self._next_look = engine.clock() + engine.settings.status_poll_seconds
+        self.interval = engine.settings.status_poll_interval(chunk_count)
+        self._next_look = engine.clock() + self.interval
         self._stopped = False
 
     def __call__(self) -> bool:
@@ -431,11 +441,11 @@ class _StopCheck:
         if (self.deadline is not None and now >= self.deadline) or self.heartbeat.lost.is_set():
             self._stopped = True
         elif now >= self._next_look:
-            self._next_look = now + self.engine.settings.status_poll_seconds
+            self._next_look = now + self.interval
             try:
-                status = self.engine.service.get(self.claim.appid, self.claim.job_id).status
+                job = self.engine.service.get(self.claim.appid, self.claim.job_id, consistent=False)
             except Exception:
                 log.warning("job %s: status not read this time", self.claim.job_id)
                 return False
-            self._stopped = status is not JobStatus.ACTIVE
+            self._stopped = job.status is not JobStatus.ACTIVE
         return self._stopped

@@ -187,13 +187,15 @@ class SqsWorker:
 
     def _chunk(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
         engine = self.engine
-        job = engine.service.get(message.appid, message.job_id)
+        # A cheap look first: run_chunk looks again, consistently, once it holds the chunk.
+        job = engine.service.get(message.appid, message.job_id, consistent=False)
         if job.status is not JobStatus.ACTIVE:
             return  # cancelled, failed or paused: finalize takes it from here
         chunk = engine.ledger.get_chunk(message.job_id, message.index)
         if chunk is None:
             return  # the job ended and its ledger was dropped
         standing = engine.ledger.segment_at(message.job_id, message.index, message.start)
+        ran = standing is None
         if standing is None:
             now = engine.clock()
             deadline = now + remaining_ms() / 1000 - self.deadline_margin
@@ -208,7 +210,7 @@ class SqsWorker:
             if engine.service.get(message.appid, message.job_id).status is JobStatus.ACTIVE:
                 # The deadline came first: hand the rest of the chunk on.
                 self.dispatcher.send([replace_kind(message, "chunk", chunk.index, next_start)])
-        else:
+        elif not ran:  # (run_chunk settles the job itself)
             engine.settle(message.appid, message.job_id)
 
     def _finalize(self, message: WorkMessage, worker: str) -> None:

@@ -71,8 +71,12 @@ class JobStore(Protocol):
         ActiveLimitReachedError if ``max_active`` active jobs exist for the appid.
         """
 
-    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
-        """The job, or None if the appid has no such job."""
+    def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
+        """The job, or None if the appid has no such job.
+
+        ``consistent`` False allows a read that may miss a write of the last second or so (half
+        the price in DynamoDB), for a look that is repeated anyway.
+        """
 
     def list_jobs(
         self, appid: str, statuses: frozenset[str] | None, limit: int, after_job_id: str | None

@@ -118,7 +118,8 @@ class SQLiteJobStore:
                 raise ActiveLimitReachedError(max_active)
             db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 9)})", _row(record))  # noqa: S608
 
-    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
+    def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
+        # ``consistent`` changes nothing here: every SQLite read sees every committed write.
         with _unavailable_on_error(), self._connection() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE appid = ? AND job_id = ?",  # noqa: S608
