@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 PROGRESS_SHARDS = 16
-LEDGER_SHARDS = 8
+LEDGER_SHARDS = 16
 TRANSACTION_ATTEMPTS = 6
 _BATCH_WRITE = 25
 _PREPARE = "PREPARE"
