@@ -20,14 +20,18 @@ from tests.unit.test_service import APPID, spec
 
 
 class RecordingStore(SQLiteJobStore):
-    """The SQLite store, noting of every job read whether it asked for a consistent one."""
+    """The SQLite store, noting of every job read whether it asked for a consistent one, and able
+    to answer a read that may be stale with an older copy, as a DynamoDB replica may."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.reads: list[bool] = []
+        self.stale: JobRecord | None = None
 
     def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
         self.reads.append(consistent)
+        if not consistent and self.stale is not None:
+            return self.stale
         return super().get_job(appid, job_id, consistent)
 
 
@@ -99,7 +103,23 @@ def test_a_cancel_is_seen_within_one_look(store: RecordingStore) -> None:
     # GIVEN a chunk of a big job, looking every 5 s
     running = Running(store, DEPLOYED, chunk_count=5000)
     assert running.until(20.1) is None
-    # WHEN the job is cancelled THEN the chunk stops at its next look
+    # WHEN the job is cancelled THEN the chunk stops at its next look, once a consistent read
+    # has confirmed what the cheap one said
     running.service.update_status(APPID, running.job_id, RequestedJobStatus.CANCELLED, None)
+    store.reads.clear()
     assert running.until(40.0) == 25.0
+    assert store.reads == [False, True]
+    running.engine.close()
+
+
+def test_a_stale_copy_never_stops_a_chunk_of_an_active_job(store: RecordingStore) -> None:
+    # GIVEN a chunk of an Active job, and cheap reads that return the job as it was when Ready
+    running = Running(store, DEPLOYED, chunk_count=3)
+    ready = store.get_job(APPID, running.job_id)
+    assert ready is not None
+    store.stale = replace(ready, status=JobStatus.READY.value)
+    store.reads.clear()
+    # WHEN it runs for 10 s THEN it never stops: each stale "not Active" is read again
+    assert running.until(10.0) is None
+    assert store.reads == [False, True] * 10
     running.engine.close()

@@ -12,8 +12,8 @@
 
 Every phase may run again after a crash or a duplicate delivery: prepare stores the same chunks
 and advances its checkpoint only from the one it started at (a duplicate preparer that loses that
-race stops), a segment that already stands wins over a rerun, the report overwrites its own keys, and every
-status change is compare-and-set.
+race stops), a segment that already stands wins over a rerun, the report overwrites its own keys,
+and every status change is compare-and-set.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Engine:
         except JobStateError:
             # Another preparer finished first (its chunks are these same chunks), or the job was
             # cancelled meanwhile: only then are the chunks garbage.
-            self._drop_if_ended(appid, job_id)
+            self._drop_if_cancelled(appid, job_id)
         return False
 
     def _plan_or_fail(
@@ -148,10 +148,10 @@ class Engine:
         if reached is None:
             # Another preparer (a duplicate message) moved the checkpoint first and goes on
             # alone; or the job ended and its ledger was dropped under this one.
-            self._drop_if_ended(appid, job_id)
+            self._drop_if_cancelled(appid, job_id)
         return reached
 
-    def _drop_if_ended(self, appid: str, job_id: str) -> None:
+    def _drop_if_cancelled(self, appid: str, job_id: str) -> None:
         if self.service.get(appid, job_id).status is JobStatus.CANCELLED:
             self.ledger.drop_chunks(job_id)
 
@@ -238,6 +238,13 @@ class Engine:
         )
 
     # --- run --------------------------------------------------------------------------------------
+
+    def is_active(self, appid: str, job_id: str) -> bool:
+        """Whether the job is Active, read cheaply (eventually consistent) when it is, which is
+        almost always, and read again consistently before answering no."""
+        if self.service.get(appid, job_id, consistent=False).status is JobStatus.ACTIVE:
+            return True
+        return self.service.get(appid, job_id).status is JobStatus.ACTIVE
 
     def activate(self, appid: str, job_id: str) -> None:
         with contextlib.suppress(JobStateError, NoSuchJobError):
@@ -413,9 +420,10 @@ class _StopCheck:
     Looks at the job every ``status_poll_interval`` of the job's chunk count: every second while
     few chunks run at once, less often when so many do that their looks together would make the
     job item hot. The look is an eventually consistent read (half the price; a cancel seen one
-    look late only runs a few more tasks, which are recorded and reported like any others). A
-    store that does not answer is not a reason to stop (the chunk's work would be thrown away),
-    the next look decides.
+    look late only runs a few more tasks, which are recorded and reported like any others); one
+    that says stop is read again consistently, so a stale copy never stops a chunk of an Active
+    job. A store that does not answer is not a reason to stop (the chunk's work would be thrown
+    away), the next look decides.
     """
 
     def __init__(
@@ -443,9 +451,8 @@ class _StopCheck:
         elif now >= self._next_look:
             self._next_look = now + self.interval
             try:
-                job = self.engine.service.get(self.claim.appid, self.claim.job_id, consistent=False)
+                self._stopped = not self.engine.is_active(self.claim.appid, self.claim.job_id)
             except Exception:
                 log.warning("job %s: status not read this time", self.claim.job_id)
                 return False
-            self._stopped = job.status is not JobStatus.ACTIVE
         return self._stopped

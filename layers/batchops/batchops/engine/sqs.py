@@ -188,8 +188,7 @@ class SqsWorker:
     def _chunk(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
         engine = self.engine
         # A cheap look first: run_chunk looks again, consistently, once it holds the chunk.
-        job = engine.service.get(message.appid, message.job_id, consistent=False)
-        if job.status is not JobStatus.ACTIVE:
+        if not engine.is_active(message.appid, message.job_id):
             return  # cancelled, failed or paused: finalize takes it from here
         chunk = engine.ledger.get_chunk(message.job_id, message.index)
         if chunk is None:
