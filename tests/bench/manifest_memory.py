@@ -68,7 +68,9 @@ def prepare_in_this_process(endpoint: str, bucket: str, key: str, etag: str, db:
 
     job = Job("bench-job", "1", spec, JobStatus.PREPARING, datetime.now(UTC), 1)
     started = time.perf_counter()
-    total, chunks = engine._plan(job)
+    planned = engine._plan(job, None, None)
+    assert planned is not None and planned.done
+    total, chunks = planned.next_ordinal, planned.next_index
     seconds = time.perf_counter() - started
     print(json.dumps({"tasks": total, "chunks": chunks, "seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
     engine.close()

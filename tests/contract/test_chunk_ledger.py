@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from batchops.store.base import ChunkLedger, ChunkRecord, Segment
+from batchops.store.base import ChunkLedger, ChunkRecord, PrepareCheckpoint, Segment
 from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
 from tests.contract.test_job_store import run_together
@@ -104,10 +105,14 @@ def test_holds_mark_running_chunks(ledger: ChunkLedger) -> None:
 def test_drop_forgets_everything_of_the_job(ledger: ChunkLedger) -> None:
     ledger.put_chunks(JOB, chunks(30))
     ledger.put_chunks("job-other", chunks(1))
+    ledger.advance_prepare(JOB, None, checkpoint(30, done=True))
     for index in range(30):
         ledger.record_segment(JOB, segment(index, 0, 10))
+    assert ledger.hold_chunk(JOB, 7, "w1", now=0.0, until=10.0)
     ledger.drop_chunks(JOB)
     assert (ledger.get_chunk(JOB, 0), list(ledger.segments(JOB)), ledger.progress(JOB)) == (None, [], (0, 0))
+    assert (ledger.prepare_checkpoint(JOB), ledger.busy_chunks(JOB, now=0.0)) == (None, 0)
+    assert [ledger.get_chunk(JOB, n) for n in range(30)] == [None] * 30
     assert ledger.get_chunk("job-other", 0) is not None
 
 
@@ -131,3 +136,69 @@ def test_a_segment_of_a_dropped_job_is_not_recorded(ledger: ChunkLedger) -> None
     ledger.drop_chunks(JOB)
     assert ledger.record_segment(JOB, segment(1, 0, 10)) is None
     assert ledger.progress(JOB) == (0, 0)
+
+
+def test_segments_of_many_chunks_come_in_order_however_they_were_recorded(ledger: ChunkLedger) -> None:
+    # GIVEN 50 chunks (over every ledger shard), each run as one to three segments, recorded
+    # in a random order
+    ledger.put_chunks(JOB, chunks(50))
+    cuts = {index: sorted(random.Random(index).sample(range(1, 10), index % 3)) for index in range(50)}
+    recorded = [
+        segment(index, start, end)
+        for index, inner in cuts.items()
+        for start, end in zip([0, *inner], [*inner, 10], strict=True)
+    ]
+    for seg in random.Random(3).sample(recorded, len(recorded)):
+        ledger.record_segment(JOB, seg)
+    # WHEN they are read for the report
+    found = list(ledger.segments(JOB))
+    # THEN they come in manifest order, each with its own chunk
+    assert [s for s, _ in found] == sorted(recorded, key=lambda s: (s.index, s.start))
+    assert all(c == chunks(50)[s.index] for s, c in found)
+
+
+def test_holds_count_over_every_shard(ledger: ChunkLedger) -> None:
+    ledger.put_chunks(JOB, chunks(20))
+    for index in range(20):
+        assert ledger.hold_chunk(JOB, index, f"w{index}", now=0.0, until=100.0)
+    assert ledger.busy_chunks(JOB, now=50.0) == 20
+    for index in range(0, 20, 2):
+        ledger.release_chunk(JOB, index, f"w{index}")
+    assert ledger.busy_chunks(JOB, now=50.0) == 10
+
+
+def checkpoint(index: int, done: bool = False, updated: float = 1.0) -> PrepareCheckpoint:
+    return PrepareCheckpoint(
+        index, index * 10, "" if done else f"0:{index * 100}:{index}:{index}", done, updated
+    )
+
+
+def test_a_checkpoint_moves_only_from_the_one_its_writer_started_at(ledger: ChunkLedger) -> None:
+    # GIVEN no checkpoint yet
+    assert ledger.prepare_checkpoint(JOB) is None
+    # WHEN a preparer stores its first one THEN it reads back as written
+    assert ledger.advance_prepare(JOB, None, checkpoint(64, updated=1.5))
+    assert ledger.prepare_checkpoint(JOB) == checkpoint(64, updated=1.5)
+    # AND a second "first" preparer, or one that started at an older checkpoint, is refused
+    assert not ledger.advance_prepare(JOB, None, checkpoint(64))
+    assert ledger.advance_prepare(JOB, checkpoint(64), checkpoint(128))
+    assert not ledger.advance_prepare(JOB, checkpoint(64), checkpoint(100))
+    # AND the last one says the job is planned; no one moves it after that
+    assert ledger.advance_prepare(JOB, checkpoint(128), checkpoint(130, done=True))
+    assert not ledger.advance_prepare(JOB, checkpoint(128), checkpoint(192))
+    assert ledger.prepare_checkpoint(JOB) == checkpoint(130, done=True)
+    assert ledger.prepare_checkpoint("other-job") is None
+
+
+def test_concurrent_preparers_from_one_checkpoint_advance_it_once(ledger: ChunkLedger) -> None:
+    ledger.advance_prepare(JOB, None, checkpoint(64))
+    results = run_together(8, lambda n: ledger.advance_prepare(JOB, checkpoint(64), checkpoint(65 + n)))
+    assert results.count(True) == 1, results
+    assert ledger.prepare_checkpoint(JOB) == checkpoint(65 + results.index(True))
+
+
+def test_a_preparer_still_going_after_its_job_was_dropped_is_refused(ledger: ChunkLedger) -> None:
+    ledger.advance_prepare(JOB, None, checkpoint(64))
+    ledger.drop_chunks(JOB)
+    assert not ledger.advance_prepare(JOB, checkpoint(64), checkpoint(128))
+    assert ledger.prepare_checkpoint(JOB) is None

@@ -183,3 +183,31 @@ def test_deployed_copies_go_through_the_configured_client(
     assert s3.list_objects_v2(Bucket=dst)["KeyCount"] == 6
     agents = [r.headers["User-Agent"] for r in copies.seen]
     assert len(agents) == 6 and all((b"batchops-s3fast" in agent) is lean for agent in agents)
+
+
+def test_a_chunk_reads_its_job_and_progress_no_more_than_it_needs(
+    deployment: Deployment, s3: S3Client
+) -> None:
+    from tests.faults import count_only, inject
+
+    # GIVEN an active job of two chunks, their chunk messages queued
+    body, _, _ = copy_job(s3, 20)
+    job_id = deployment.create_job(body)
+    deployment.drive(lambda: "fanout" in [m.get("kind") for m in deployment.received])
+    [message] = deployment.sqs.receive_message(QueueUrl=deployment.queue_url, AttributeNames=["All"])[
+        "Messages"
+    ]
+    assert '"kind":"chunk"' in message["Body"]
+    gets = inject(deployment.run_job.dynamodb, "GetItem", count_only())
+    progress = inject(deployment.run_job.dynamodb, "BatchGetItem", count_only())
+    # WHEN one chunk runs
+    event = {"Records": [deployment._record(message)]}
+    assert deployment.run_job.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    # THEN the job is settled once (one read of its progress shards), and its item is read
+    # consistently only where a decision rests on it: after taking the chunk, and when settling
+    job_reads = [json.loads(r.body) for r in gets.seen if isinstance(r.body, bytes) and b'"JOB#' in r.body]
+    assert len(progress.seen) == 1
+    assert job_reads[0]["ConsistentRead"] is False  # the first look, before taking the chunk
+    assert sum(r["ConsistentRead"] for r in job_reads) == 2
+    job = deployment.job(job_id)
+    assert (job.status.value, job.progress.succeeded) == ("Active", 10)

@@ -388,3 +388,27 @@ def test_a_job_cancelled_before_it_ran_leaves_no_ledger(make_service: Callable[.
     assert svc.store.get_chunk(job_id, 0) is not None
     assert svc.status(job_id, "Cancelled").xml.findtext("Status") == "Cancelled"
     assert svc.store.get_chunk(job_id, 0) is None
+
+
+def test_a_prepare_cut_short_goes_on_from_its_checkpoint_after_a_restart(
+    make_service: Callable[..., Service],
+) -> None:
+    from tests.faults import count_only, inject
+
+    # GIVEN a job whose prepare stopped after its first chunk (the process died there)
+    svc = make_service(engine_settings(chunk_max_tasks=10), workers_started=False)
+    bucket = new_bucket(svc.s3)
+    manifest = csv_manifest([(bucket, f"k{n:02d}") for n in range(35)])
+    etag = put_manifest(svc.s3, bucket, "m.csv", manifest)
+    job_id = svc.create(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+    assert svc.dispatcher.engine.prepare("1250000000", job_id, deadline=0.0) is True
+    assert svc.describe(job_id).findtext("Status") == "Preparing"
+    # WHEN the workers start again
+    reads = inject(svc.s3, "GetObject", count_only())
+    svc.dispatcher.run_until_idle()
+    # THEN the manifest was read on from the second chunk's first row, and every task ran once
+    eleventh_row = manifest.index(f"{bucket},k10".encode())
+    assert reads.seen[0].headers["Range"] == f"bytes={eleventh_row}-".encode()
+    job = svc.describe(job_id)
+    assert (job.findtext("Status"), job.findtext("ProgressSummary/TotalNumberOfTasks")) == ("Complete", "35")
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "35"

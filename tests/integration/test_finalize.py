@@ -27,7 +27,14 @@ from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
 from batchops.jobs.model import Job
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, RequestedJobStatus
-from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, Segment, StoreUnavailableError
+from batchops.store.base import (
+    ChunkClaim,
+    ChunkLedger,
+    ChunkRecord,
+    PrepareCheckpoint,
+    Segment,
+    StoreUnavailableError,
+)
 from batchops.store.dynamodb import DynamoDBJobStore
 from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
@@ -215,6 +222,14 @@ class CutOffLedger:
 
     def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
         self.ledger.put_chunks(job_id, chunks)
+
+    def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
+        return self.ledger.prepare_checkpoint(job_id)
+
+    def advance_prepare(
+        self, job_id: str, expected: PrepareCheckpoint | None, checkpoint: PrepareCheckpoint
+    ) -> bool:
+        return self.ledger.advance_prepare(job_id, expected, checkpoint)
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
         return self.ledger.get_chunk(job_id, index)

@@ -98,6 +98,9 @@ def test_run_job_queue_follows_lambdas_sqs_guidance() -> None:
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
     assert int(queue["RedrivePolicy"]["maxReceiveCount"]) >= 5
     assert function["Timeout"] > int(function["Environment"]["Variables"]["BATCHOPS_DEADLINE_MARGIN_SECONDS"])
+    # the status looks of a job's chunks are spaced out by how many can run at once
+    assert function["Environment"]["Variables"]["BATCHOPS_WORKER_CONCURRENCY"] == {"Ref": "WorkerConcurrency"}
+    assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerConcurrency"}
 
 
 def test_every_function_has_its_settings() -> None:

@@ -89,3 +89,14 @@ def test_the_engines_s3_client(value: str | None, kind: str) -> None:
 def test_an_unknown_s3_client_is_named() -> None:
     with pytest.raises(SettingsError, match="BATCHOPS_S3_CLIENT must be lean or boto3, not 'fast'"):
         LocalSettings.from_env({"BATCHOPS_S3_CLIENT": "fast"})
+
+
+def test_run_job_spaces_its_status_looks_by_the_worker_concurrency() -> None:
+    from batchops.settings import RunJobSettings
+
+    base = {"JOBS_TABLE": "t", "WORK_QUEUE_URL": "q"}
+    # the stack passes WorkerConcurrency; without it, the most an event source allows
+    assert RunJobSettings.from_env({**base, "BATCHOPS_WORKER_CONCURRENCY": "50"}).engine.job_concurrency == 50
+    assert RunJobSettings.from_env(base).engine.job_concurrency == 1000
+    with pytest.raises(SettingsError, match="BATCHOPS_WORKER_CONCURRENCY"):
+        RunJobSettings.from_env({**base, "BATCHOPS_WORKER_CONCURRENCY": "0"})

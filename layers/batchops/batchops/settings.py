@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from batchops.api.auth import Principal
@@ -29,6 +29,7 @@ DEFAULT_MAX_ACTIVE_JOBS = 1000
 DEFAULT_APPID = "1250000000"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 MAX_CHUNK_TASKS = 1000  # a chunk's outcomes must fit one DynamoDB item
+MAX_WORKER_CONCURRENCY = 1000  # the most an SQS event source's MaximumConcurrency allows
 
 
 class SettingsError(ValueError):
@@ -81,7 +82,10 @@ class RunJobSettings:
             work_queue_url=_required(env, "WORK_QUEUE_URL"),
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             # One chunk per invocation: Lambda concurrency is the number of workers.
-            engine=_engine_settings(env, workers=1),
+            engine=replace(
+                _engine_settings(env, workers=1),
+                job_concurrency=_positive_int(env, "BATCHOPS_WORKER_CONCURRENCY", MAX_WORKER_CONCURRENCY),
+            ),
             s3_addressing_style=_addressing_style(env),
             deadline_margin_seconds=_positive_int(env, "BATCHOPS_DEADLINE_MARGIN_SECONDS", 60),
             assume_job_role=_boolean(env, "BATCHOPS_ASSUME_JOB_ROLE", default=False),

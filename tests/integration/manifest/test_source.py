@@ -14,7 +14,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 
-from batchops.manifest.csv_manifest import iter_csv_tasks
+from batchops.manifest.csv_manifest import iter_csv_positioned, iter_csv_tasks
 from batchops.manifest.inventory import iter_inventory_tasks, parse_inventory_manifest
 from batchops.manifest.source import (
     inventory_file_opener,
@@ -95,6 +95,23 @@ def test_a_wrong_etag_fails_naming_both_etags(s3: S3Client, bucket: str) -> None
     assert normalize_etag(old) in str(caught.value)
     assert f"ETag is now {normalize_etag(new)}" in str(caught.value)
     assert f"{bucket}/manifest.csv" in str(caught.value)
+
+
+def test_a_manifest_resumed_from_a_byte_is_still_pinned(s3: S3Client, bucket: str) -> None:
+    # GIVEN a manifest, in a versioned bucket, and where its second row starts
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    etag, version = put(s3, bucket, "manifest.csv", MANIFEST)
+    second = MANIFEST.index(b"\n") + 1
+    # WHEN it is opened from that byte (a prepare resumed part-way)
+    with open_manifest(s3, bucket, "manifest.csv", etag, version, first_byte=second) as stream:
+        rest = list(iter_csv_positioned(stream, FIELDS, (0, second, 1, 1)))
+    # THEN the rows from there come back
+    assert [t for t, _ in rest] == EXPECTED[1:]
+    # AND once the object was overwritten, the ranged read is refused like a whole one
+    put(s3, bucket, "manifest.csv", MANIFEST + b"src,extra,\n")
+    with pytest.raises(ManifestError) as caught:
+        open_manifest(s3, bucket, "manifest.csv", etag, None, first_byte=second)
+    assert caught.value.code == ETAG_MISMATCH
 
 
 @pytest.mark.parametrize("missing", ["key", "bucket"])

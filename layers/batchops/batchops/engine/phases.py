@@ -1,16 +1,19 @@
 """The three phases of a job, the same whichever dispatcher runs them.
 
 - ``prepare``: New -> Preparing; read the manifest (its ETag pinned), cut it into chunks in the
-  ledger; -> Suspended (confirmation required) or Ready; a manifest that cannot be read fails the
-  job with a FailureReasons entry saying why.
+  ledger, with a checkpoint (the next chunk and where its row starts) every ``CHUNKS_PER_WRITE``
+  chunks, so that a deployed prepare stops before its Lambda deadline and the next message goes on
+  from there; once the last chunk is planned -> Suspended (confirmation required) or Ready; a
+  manifest that cannot be read fails the job with a FailureReasons entry saying why.
 - ``run_chunk``: run a leased chunk's tasks from where its segments stop; record the outcomes as
   one segment (exactly once, whatever the redelivery); then ``settle`` the job: Completing when
   every task is accounted for, Failing past the failure threshold.
 - ``finalize``: write the report from the segments, then Complete, Failed or Cancelled.
 
-Every phase may run again after a crash or a duplicate delivery: prepare stores the same chunks,
-a segment that already stands wins over a rerun, the report overwrites its own keys, and every
-status change is compare-and-set.
+Every phase may run again after a crash or a duplicate delivery: prepare stores the same chunks
+and advances its checkpoint only from the one it started at (a duplicate preparer that loses that
+race stops), a segment that already stands wins over a rerun, the report overwrites its own keys,
+and every status change is compare-and-set.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -32,14 +35,18 @@ from batchops.jobs.errors import JobStateError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, is_terminal
-from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks
-from batchops.manifest.csv_manifest import iter_csv_tasks
-from batchops.manifest.inventory import iter_inventory_tasks, parse_inventory_manifest
+from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_positioned
+from batchops.manifest.csv_manifest import iter_csv_positioned
+from batchops.manifest.inventory import (
+    iter_inventory_positioned,
+    parse_inventory_manifest,
+)
+from batchops.manifest.position import START, Position, decode_position, encode_position
 from batchops.manifest.resources import parse_bucket, parse_object
 from batchops.manifest.source import inventory_file_opener, open_manifest, read_small_object
 from batchops.manifest.tasks import ManifestError, ManifestTask
 from batchops.report.writer import ReportAbandonedError, ReportWriter
-from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, Segment
+from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, PrepareCheckpoint, Segment
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -86,8 +93,14 @@ class Engine:
 
     # --- prepare --------------------------------------------------------------------------------
 
-    def prepare(self, appid: str, job_id: str, last_attempt: bool = False) -> None:
-        """Plan a New (or interrupted Preparing) job.
+    def prepare(
+        self, appid: str, job_id: str, last_attempt: bool = False, deadline: float | None = None
+    ) -> bool:
+        """Plan a New (or Preparing) job from its checkpoint on; True if more is left to plan.
+
+        Planning stops at the manifest's end, or with a checkpoint soon after ``deadline`` (clock
+        time; None: never), for another call to go on from. The job stays Preparing until the
+        last chunk is planned: only then are its total and chunk count known.
 
         A transient manifest error (throttling, 5xx, a dropped connection) propagates so the caller
         tries again later, unless this is the ``last_attempt``: then it fails the job like any other.
@@ -97,22 +110,15 @@ class Engine:
             try:
                 job = self.service.transition(appid, job_id, JobStatus.PREPARING)
             except JobStateError:
-                return  # another worker took it, or it was cancelled
+                return False  # another worker took it, or it was cancelled
         elif job.status is not JobStatus.PREPARING:
-            return
-        try:
-            total, chunks = self._plan(job)
-        except JobRoleError as exc:
-            self._fail_preparing(
-                appid, job_id, "The job's role could not be assumed", "JobRoleNotAssumable", exc
-            )
-            return
-        except ManifestError as exc:
-            if exc.transient and not last_attempt:
-                raise
-            log.info("job %s: manifest refused: %s", job_id, exc)
-            self._fail_preparing(appid, job_id, "Manifest could not be read", exc.code, exc)
-            return
+            return False
+        checkpoint = self.ledger.prepare_checkpoint(job_id)
+        if checkpoint is None or not checkpoint.done:
+            checkpoint = self._plan_or_fail(job, checkpoint, deadline, last_attempt)
+            if checkpoint is None or not checkpoint.done:
+                return checkpoint is not None
+        total, chunks = checkpoint.next_ordinal, checkpoint.next_index
         target = JobStatus.SUSPENDED if job.spec.confirmation_required else JobStatus.READY
         reason = "Waiting for confirmation" if target is JobStatus.SUSPENDED else "Prepared"
         try:
@@ -127,8 +133,37 @@ class Engine:
         except JobStateError:
             # Another preparer finished first (its chunks are these same chunks), or the job was
             # cancelled meanwhile: only then are the chunks garbage.
-            if self.service.get(appid, job_id).status is JobStatus.CANCELLED:
-                self.ledger.drop_chunks(job_id)
+            self._drop_if_cancelled(appid, job_id)
+        return False
+
+    def _plan_or_fail(
+        self, job: Job, checkpoint: PrepareCheckpoint | None, deadline: float | None, last_attempt: bool
+    ) -> PrepareCheckpoint | None:
+        """Plan on from ``checkpoint``; the checkpoint reached, or None when this preparer is done
+        with the job: it failed the job, or another one overtook it."""
+        appid, job_id = job.appid, job.job_id
+        try:
+            reached = self._plan(job, checkpoint, deadline)
+        except JobRoleError as exc:
+            self._fail_preparing(
+                appid, job_id, "The job's role could not be assumed", "JobRoleNotAssumable", exc
+            )
+            return None
+        except ManifestError as exc:
+            if exc.transient and not last_attempt:
+                raise
+            log.info("job %s: manifest refused: %s", job_id, exc)
+            self._fail_preparing(appid, job_id, "Manifest could not be read", exc.code, exc)
+            return None
+        if reached is None:
+            # Another preparer (a duplicate message) moved the checkpoint first and goes on
+            # alone; or the job ended and its ledger was dropped under this one.
+            self._drop_if_cancelled(appid, job_id)
+        return reached
+
+    def _drop_if_cancelled(self, appid: str, job_id: str) -> None:
+        if self.service.get(appid, job_id).status is JobStatus.CANCELLED:
+            self.ledger.drop_chunks(job_id)
 
     def _fail_preparing(self, appid: str, job_id: str, reason: str, code: str, exc: Exception) -> None:
         self.ledger.drop_chunks(job_id)
@@ -137,40 +172,89 @@ class Engine:
                 appid, job_id, JobStatus.FAILED, reason=reason, failure=JobFailure(code, str(exc)[:256])
             )
 
-    def _plan(self, job: Job) -> tuple[int, int]:
-        """(tasks, chunks) of the job's manifest, the chunks stored in the ledger."""
-        total = chunks = 0
+    def _plan(
+        self, job: Job, start: PrepareCheckpoint | None, deadline: float | None
+    ) -> PrepareCheckpoint | None:
+        """Store the job's chunks from ``start`` on; the checkpoint reached, or None if another
+        preparer moved the checkpoint first.
+
+        Chunks are written ``CHUNKS_PER_WRITE`` at a time, each write followed by a checkpoint
+        conditioned on the previous one, so a preparer that dies between the two leaves chunks
+        its successor writes again, identically. Past ``deadline`` it stops after the next chunk.
+        """
+        stored = start
+        position = START if start is None else decode_position(start.position)
         batch: list[ChunkRecord] = []
-        for chunk in plan_chunks(self._manifest_tasks(job), max_tasks=self.settings.chunk_max_tasks):
-            batch.append(
-                ChunkRecord(chunk.index, chunk.first_ordinal, len(chunk.tasks), encode_chunk(chunk.tasks))
+        tasks = self._manifest_tasks(job, position)
+        with contextlib.closing(tasks):  # the manifest's stream, when planning stops early
+            planned = plan_positioned(
+                tasks,
+                max_tasks=self.settings.chunk_max_tasks,
+                first_index=0 if start is None else start.next_index,
+                first_ordinal=0 if start is None else start.next_ordinal,
             )
-            total += len(chunk.tasks)
-            chunks += 1
-            if len(batch) >= CHUNKS_PER_WRITE:
+            for chunk, resume in planned:
+                batch.append(
+                    ChunkRecord(chunk.index, chunk.first_ordinal, len(chunk.tasks), encode_chunk(chunk.tasks))
+                )
+                late = deadline is not None and self.clock() >= deadline
+                if resume is not None and not late and len(batch) < CHUNKS_PER_WRITE:
+                    continue
                 self.ledger.put_chunks(job.job_id, batch)
                 batch = []
-        if batch:
-            self.ledger.put_chunks(job.job_id, batch)
-        return total, chunks
+                reached = PrepareCheckpoint(
+                    next_index=chunk.index + 1,
+                    next_ordinal=chunk.first_ordinal + len(chunk.tasks),
+                    position="" if resume is None else encode_position(resume),
+                    done=resume is None,
+                    updated=self.clock(),
+                )
+                if not self.ledger.advance_prepare(job.job_id, stored, reached):
+                    return None
+                stored = reached
+                if late:
+                    return stored
+        if stored is not None and stored.done:
+            return stored
+        # The manifest had no (more) tasks: nothing was planned after ``stored``.
+        empty = PrepareCheckpoint(
+            next_index=0 if stored is None else stored.next_index,
+            next_ordinal=0 if stored is None else stored.next_ordinal,
+            position="",
+            done=True,
+            updated=self.clock(),
+        )
+        return empty if self.ledger.advance_prepare(job.job_id, stored, empty) else None
 
-    def _manifest_tasks(self, job: Job) -> Iterator[ManifestTask]:
+    def _manifest_tasks(
+        self, job: Job, start: Position
+    ) -> Generator[tuple[ManifestTask, Position], None, None]:
+        """The job's manifest tasks from ``start`` on, each with where its row starts."""
         s3 = self.clients.s3_for(job)
         location = job.spec.manifest.location
         where = parse_object(location.object_arn)
         assert where.key is not None
         if job.spec.manifest.spec.format in _CSV_FORMATS:
             with open_manifest(
-                s3, where.bucket, where.key, location.etag, location.object_version_id
+                s3, where.bucket, where.key, location.etag, location.object_version_id, first_byte=start[1]
             ) as body:
-                yield from iter_csv_tasks(body, [f.value for f in job.spec.manifest.spec.fields])
+                yield from iter_csv_positioned(body, [f.value for f in job.spec.manifest.spec.fields], start)
             return
         inventory = parse_inventory_manifest(
             read_small_object(s3, where.bucket, where.key, location.etag, location.object_version_id)
         )
-        yield from iter_inventory_tasks(inventory, inventory_file_opener(s3, inventory.destination_bucket))
+        yield from iter_inventory_positioned(
+            inventory, inventory_file_opener(s3, inventory.destination_bucket), start
+        )
 
     # --- run --------------------------------------------------------------------------------------
+
+    def is_active(self, appid: str, job_id: str) -> bool:
+        """Whether the job is Active, read cheaply (eventually consistent) when it is, which is
+        almost always, and read again consistently before answering no."""
+        if self.service.get(appid, job_id, consistent=False).status is JobStatus.ACTIVE:
+            return True
+        return self.service.get(appid, job_id).status is JobStatus.ACTIVE
 
     def activate(self, appid: str, job_id: str) -> None:
         with contextlib.suppress(JobStateError, NoSuchJobError):
@@ -184,7 +268,7 @@ class Engine:
             return None
         tasks = decode_chunk(claim.chunk.payload)
         heartbeat = _Heartbeat(self, claim, worker)
-        stop = _StopCheck(self, claim, heartbeat, deadline)
+        stop = _StopCheck(self, claim, heartbeat, deadline, job.chunk_count)
         heartbeat.start()
         try:
             outcomes = run_tasks(
@@ -441,18 +525,29 @@ class _Heartbeat:
 class _StopCheck:
     """Tells a running chunk to stop: its job left Active, its deadline came, or its lease was lost.
 
-    Looks at the job at most every ``status_poll_seconds``; a store that does not answer is not
-    a reason to stop (the chunk's work would be thrown away), the next look decides.
+    Looks at the job every ``status_poll_interval`` of the job's chunk count: every second while
+    few chunks run at once, less often when so many do that their looks together would make the
+    job item hot. The look is an eventually consistent read (half the price; a cancel seen one
+    look late only runs a few more tasks, which are recorded and reported like any others); one
+    that says stop is read again consistently, so a stale copy never stops a chunk of an Active
+    job. A store that does not answer is not a reason to stop (the chunk's work would be thrown
+    away), the next look decides.
     """
 
     def __init__(
-        self, engine: Engine, claim: ChunkClaim, heartbeat: _Heartbeat, deadline: float | None
+        self,
+        engine: Engine,
+        claim: ChunkClaim,
+        heartbeat: _Heartbeat,
+        deadline: float | None,
+        chunk_count: int,
     ) -> None:
         self.engine = engine
         self.claim = claim
         self.heartbeat = heartbeat
         self.deadline = deadline
-        self._next_look = engine.clock() + engine.settings.status_poll_seconds
+        self.interval = engine.settings.status_poll_interval(chunk_count)
+        self._next_look = engine.clock() + self.interval
         self._stopped = False
 
     def __call__(self) -> bool:
@@ -462,11 +557,10 @@ class _StopCheck:
         if (self.deadline is not None and now >= self.deadline) or self.heartbeat.lost.is_set():
             self._stopped = True
         elif now >= self._next_look:
-            self._next_look = now + self.engine.settings.status_poll_seconds
+            self._next_look = now + self.interval
             try:
-                status = self.engine.service.get(self.claim.appid, self.claim.job_id).status
+                self._stopped = not self.engine.is_active(self.claim.appid, self.claim.job_id)
             except Exception:
                 log.warning("job %s: status not read this time", self.claim.job_id)
                 return False
-            self._stopped = status is not JobStatus.ACTIVE
         return self._stopped

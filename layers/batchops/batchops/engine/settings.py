@@ -26,7 +26,16 @@ class EngineSettings:
     failure_threshold_rate: float = 0.5
     """Once this many tasks ran, a failure rate above this fails the job (as S3 and COS do)."""
     status_poll_seconds: float = 1.0
-    """How often a running chunk looks at its job's status (cancel stops it within about this)."""
+    """How often a running chunk looks at its job's status while few of the job's chunks can run
+    at once (cancel stops it within about this)."""
+    status_reads_per_second: float = 200.0
+    """The most status looks per second that all of one job's running chunks make together: with
+    more chunks running at once, each looks less often (up to ``status_poll_max_seconds``), so
+    the one job item is never read hot (DynamoDB serves one item 3,000 RCU/s at most)."""
+    status_poll_max_seconds: float = 5.0
+    job_concurrency: int | None = None
+    """How many chunks of one job can run at once over every worker (deployed: the event source's
+    MaximumConcurrency); None: ``workers``, this process's."""
     idle_poll_seconds: float = 0.2
     prepare_attempts: int = 12
     prepare_retry_seconds: float = 5.0
@@ -35,6 +44,12 @@ class EngineSettings:
     s3_client: str = "lean"
     """``lean``: copy, head, delete and restore calls go through batchops.s3fast (boto3's semantics
     at a fraction of its CPU); ``boto3``: every call is boto3's."""
+
+    def status_poll_interval(self, chunk_count: int) -> float:
+        """How often one running chunk of a job of ``chunk_count`` chunks looks at its status."""
+        running = min(chunk_count, self.job_concurrency or self.workers)
+        spread = running / self.status_reads_per_second
+        return max(self.status_poll_seconds, min(spread, self.status_poll_max_seconds))
 
     @property
     def s3_connections(self) -> int:

@@ -5,7 +5,8 @@ Status changes set work off (``on_job_change``, the JobService hook in both func
 =============================  ==========================================================
 the job became                 message
 =============================  ==========================================================
-New                            ``prepare``
+New                            ``prepare``; a prepare that reaches its deadline stores a
+                               checkpoint and sends another ``prepare`` (ids only)
 Ready                          ``activate`` (Ready -> Active)
 Active                         ``fanout`` from chunk 0: sends ``chunk`` messages, 1,000
                                per fanout, and a fanout for the rest
@@ -151,9 +152,7 @@ class SqsWorker:
     ) -> None:
         engine = self.engine
         if message.kind == "prepare":
-            # Before SQS gives up on the message (maxReceiveCount 5), a manifest that keeps not
-            # answering fails the job, saying why, instead of leaving it Preparing.
-            engine.prepare(message.appid, message.job_id, last_attempt=receive_count >= PREPARE_ATTEMPTS)
+            self._prepare(message, remaining_ms, receive_count)
         elif message.kind == "activate":
             engine.activate(message.appid, message.job_id)
         elif message.kind == "fanout":
@@ -162,6 +161,17 @@ class SqsWorker:
             self._chunk(message, worker, remaining_ms)
         else:
             self._finalize(message, worker)
+
+    def _prepare(self, message: WorkMessage, remaining_ms: Callable[[], int], receive_count: int) -> None:
+        engine = self.engine
+        deadline = engine.clock() + remaining_ms() / 1000 - self.deadline_margin
+        # Before SQS gives up on the message (maxReceiveCount 5), a manifest that keeps not
+        # answering fails the job, saying why, instead of leaving it Preparing.
+        if engine.prepare(
+            message.appid, message.job_id, last_attempt=receive_count >= PREPARE_ATTEMPTS, deadline=deadline
+        ):
+            # The deadline came first: the checkpoint is in the ledger, the next message goes on.
+            self.dispatcher.send([replace_kind(message, "prepare")])
 
     def _fanout(self, message: WorkMessage) -> None:
         job = self.engine.service.get(message.appid, message.job_id)
@@ -177,13 +187,14 @@ class SqsWorker:
 
     def _chunk(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
         engine = self.engine
-        job = engine.service.get(message.appid, message.job_id)
-        if job.status is not JobStatus.ACTIVE:
+        # A cheap look first: run_chunk looks again, consistently, once it holds the chunk.
+        if not engine.is_active(message.appid, message.job_id):
             return  # cancelled, failed or paused: finalize takes it from here
         chunk = engine.ledger.get_chunk(message.job_id, message.index)
         if chunk is None:
             return  # the job ended and its ledger was dropped
         standing = engine.ledger.segment_at(message.job_id, message.index, message.start)
+        ran = standing is None
         if standing is None:
             now = engine.clock()
             deadline = now + remaining_ms() / 1000 - self.deadline_margin
@@ -198,7 +209,7 @@ class SqsWorker:
             if engine.service.get(message.appid, message.job_id).status is JobStatus.ACTIVE:
                 # The deadline came first: hand the rest of the chunk on.
                 self.dispatcher.send([replace_kind(message, "chunk", chunk.index, next_start)])
-        else:
+        elif not ran:  # (run_chunk settles the job itself)
             engine.settle(message.appid, message.job_id)
 
     def _finalize(self, message: WorkMessage, worker: str) -> None:

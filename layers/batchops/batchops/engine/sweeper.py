@@ -5,7 +5,10 @@ message sent after, so a send that fails (or a message dead-lettered) would leav
 for ever. On a schedule, the sweeper looks at the jobs that have not ended and have not changed
 for a while (the table's sparse "Open" index) and sends again what each one waits for. Every
 message is safe to repeat, so a sweep that guesses wrong costs a little work, never a second
-count. It also fails jobs left Suspended for more than 30 days, as S3 Batch Operations does.
+count. A Preparing job does not change while a long manifest is planned over several messages, so
+it is left alone while its prepare checkpoint has moved within the stale time: a second preparer
+would only lose the race for the checkpoint and stop. It also fails jobs left Suspended for more
+than 30 days, as S3 Batch Operations does.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Sweeper:
         for record in self._jobs.open_jobs(now - self._stale):
             job = record_to_job(record)
             kind = _SENDS.get(job.status)
+            if job.status is JobStatus.PREPARING and self._preparing_moves(job.job_id, now):
+                continue
             if kind is not None:
                 self._dispatcher.send([WorkMessage(kind, job.appid, job.job_id)])
                 done.append(Swept(job.job_id, kind))
@@ -103,3 +108,7 @@ class Sweeper:
         if done:
             log.info("sweep re-sent work for %d job(s): %s", len(done), done)
         return done
+
+    def _preparing_moves(self, job_id: str, now: float) -> bool:
+        checkpoint = self._engine.ledger.prepare_checkpoint(job_id)
+        return checkpoint is not None and checkpoint.updated > now - self._stale

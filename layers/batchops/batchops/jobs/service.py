@@ -103,9 +103,13 @@ class JobService:
         """The job as DescribeJob shows it, a running job's counters read live from the ledger."""
         return self._with_live_progress(self.get(appid, job_id))
 
-    def get(self, appid: str, job_id: str) -> Job:
-        """The job as stored: one read of one item, for workers that look at it often."""
-        return record_to_job(self._read(appid, job_id))
+    def get(self, appid: str, job_id: str, *, consistent: bool = True) -> Job:
+        """The job as stored: one read of one item, for workers that look at it often.
+
+        ``consistent`` False: a cheaper read that may be a second or so behind, for a look that
+        is repeated (is the job still Active?) and that decides nothing by itself.
+        """
+        return record_to_job(self._read(appid, job_id, consistent))
 
     def list(
         self, appid: str, statuses: frozenset[JobStatus] | None, max_results: int, next_token: str | None
@@ -260,9 +264,9 @@ class JobService:
             return changed
         raise JobStoreUnavailableError("the job kept changing under concurrent updates")
 
-    def _read(self, appid: str, job_id: str) -> JobRecord:
+    def _read(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord:
         with _store_errors():
-            record = self._store.get_job(appid, job_id)
+            record = self._store.get_job(appid, job_id, consistent)
         if record is None:
             raise NoSuchJobError(job_id)
         return record

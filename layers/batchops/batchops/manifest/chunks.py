@@ -24,6 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from batchops.manifest.tasks import ManifestTask
 
@@ -31,6 +32,7 @@ ENCODING_VERSION = 1
 DEFAULT_MAX_TASKS = 1000
 DEFAULT_MAX_BYTES = 150_000
 _COUNT_RESERVE = 5  # bytes a varint task count can take (up to 2**35)
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,35 @@ def plan_chunks(
     A chunk closes at ``max_tasks`` tasks, or before a task that would take its encoded size past
     ``max_bytes``; a task too big to share a chunk gets one of its own.
     """
+    for chunk, _ in plan_positioned(((task, None) for task in tasks), max_tasks, max_bytes):
+        yield chunk
+
+
+def plan_positioned(
+    tasks: Iterable[tuple[ManifestTask, P]],
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    first_index: int = 0,
+    first_ordinal: int = 0,
+) -> Iterator[tuple[Chunk, P | None]]:
+    """``plan_chunks`` over tasks that carry where they start, numbering from ``first_index`` and
+    ``first_ordinal``; each chunk comes with where the next one starts, None after the last.
+
+    Where a chunk closes depends only on its own tasks, so planning resumed at a chunk's start
+    cuts exactly the chunks that planning in one go would have.
+    """
     if max_tasks < 1:
         raise ValueError("max_tasks must be at least 1")
-    index = 0
-    ordinal = 0
+    index = first_index
+    ordinal = first_ordinal
     current: list[ManifestTask] = []
     raw_size = _COUNT_RESERVE
-    for task in tasks:
+    for task, position in tasks:
         previous = current[-1].bucket if current else None
         size = _record_size(task, previous)
         if current and (len(current) >= max_tasks or _encoded_bound(raw_size + size) > max_bytes):
-            yield Chunk(index, ordinal, tuple(current))
+            yield Chunk(index, ordinal, tuple(current)), position
             index += 1
             ordinal += len(current)
             current = []
@@ -70,7 +90,7 @@ def plan_chunks(
         current.append(task)
         raw_size += size
     if current:
-        yield Chunk(index, ordinal, tuple(current))
+        yield Chunk(index, ordinal, tuple(current)), None
 
 
 def encode_chunk(tasks: Sequence[ManifestTask]) -> bytes:

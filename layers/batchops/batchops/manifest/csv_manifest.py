@@ -23,6 +23,11 @@ Rules, and why:
   act on a different object.
 - Blank lines are skipped. An empty VersionId means "no version" (None). An empty Bucket or Key
   fails the manifest, naming the 1-based row (and the line, when quoted newlines make them differ).
+- **Resuming.** ``iter_csv_positioned`` gives each task the byte offset where its row starts, so
+  that preparing can stop after any chunk and go on with a ranged GET from there. The offset is
+  counted by the line reader that feeds ``csv.reader`` (``streams.iter_lines``), never by a
+  buffer: ``csv.reader`` asks for one line at a time, as a record needs it, and reads nothing
+  ahead, so a quoted field holding newlines still ends where its record ends.
 """
 
 from __future__ import annotations
@@ -34,10 +39,25 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import unquote_plus
 
-from batchops.manifest.streams import BUFFER_SIZE, ByteSource, SourceReader, as_binary_io
+from batchops.manifest.position import START, Position
+from batchops.manifest.streams import (
+    BUFFER_SIZE,
+    ByteSource,
+    Offset,
+    SourceReader,
+    as_binary_io,
+    iter_lines,
+)
 from batchops.manifest.tasks import MALFORMED, ManifestError, ManifestTask
 
-__all__ = ["FIELD_NAMES", "CsvColumns", "as_binary_io", "iter_csv_tasks", "parse_fields"]
+__all__ = [
+    "FIELD_NAMES",
+    "CsvColumns",
+    "as_binary_io",
+    "iter_csv_positioned",
+    "iter_csv_tasks",
+    "parse_fields",
+]
 
 FIELD_NAMES = ("Ignore", "Bucket", "Key", "VersionId")
 _AROUND = " \t"
@@ -81,8 +101,17 @@ def iter_csv_tasks(stream: BinaryIO | ByteSource, fields: Sequence[str]) -> Iter
     ``stream`` is not closed: whoever opened it closes it (a generator abandoned half-way leaves
     it open too).
     """
+    for task, _ in iter_csv_positioned(stream, fields):
+        yield task
+
+
+def iter_csv_positioned(
+    stream: BinaryIO | ByteSource, fields: Sequence[str], start: Position = START
+) -> Iterator[tuple[ManifestTask, Position]]:
+    """``iter_csv_tasks`` with where each task's row starts; ``stream`` begins at ``start``
+    (a ranged GET from its offset), which must be a position this function yielded."""
     columns = parse_fields(fields)
-    for row_number, line, row in iter_csv_rows(stream, "the manifest"):
+    for row_number, line, row, at in iter_csv_rows(stream, "the manifest", start):
         if len(row) != columns.width:
             raise ManifestError(
                 MALFORMED,
@@ -90,36 +119,38 @@ def iter_csv_tasks(stream: BinaryIO | ByteSource, fields: Sequence[str]) -> Iter
                 f"{list(fields)} name {columns.width}; quote a key that contains a comma, or "
                 "URL-encode it",
             )
-        yield task_from_row(row, columns, f"manifest {where_row(row_number, line)}")
+        yield task_from_row(row, columns, f"manifest {where_row(row_number, line)}"), at
 
 
-def iter_csv_rows(stream: BinaryIO | ByteSource, what: str) -> Iterator[tuple[int, int, list[str]]]:
-    """Yield (1-based row, line where the row ends, cells) for every non-blank CSV record.
+def iter_csv_rows(
+    stream: BinaryIO | ByteSource, what: str, start: Position = START
+) -> Iterator[tuple[int, int, list[str], Position]]:
+    """Yield (1-based row, line where the row ends, cells, where the row starts) for every
+    non-blank CSV record; ``stream`` begins at ``start``.
 
     Decoding and CSV errors become ManifestMalformed naming ``what`` and the row. The wrappers
     never close ``stream`` (the raw reader is told not to), so the caller keeps ownership.
     """
-    raw = SourceReader(stream, close_source=False)
-    text = io.TextIOWrapper(
-        io.BufferedReader(raw, BUFFER_SIZE), encoding="utf-8-sig", errors="strict", newline=""
-    )
-    reader = csv.reader(text, skipinitialspace=True, strict=True)
-    row_number = 0
+    file, offset, row_number, first_line = start
+    raw = io.BufferedReader(SourceReader(stream, close_source=False), BUFFER_SIZE)
+    consumed = Offset(offset)
+    reader = csv.reader(iter_lines(raw, consumed), skipinitialspace=True, strict=True)
     while True:
+        at = (file, consumed.value, row_number, first_line + reader.line_num)
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            where = where_row(row_number + 1, reader.line_num)
+            where = where_row(row_number + 1, first_line + reader.line_num)
             raise ManifestError(MALFORMED, f"{what} is not valid CSV at {where}: {exc}") from exc
         except UnicodeDecodeError as exc:
-            where = where_row(row_number + 1, reader.line_num + 1)
+            where = where_row(row_number + 1, first_line + reader.line_num + 1)
             raise ManifestError(MALFORMED, f"{what} is not valid UTF-8 (near {where})") from exc
         row_number += 1
         if not row or (len(row) == 1 and not row[0].strip(_AROUND)):
             continue
-        yield row_number, reader.line_num, row
+        yield row_number, first_line + reader.line_num, row, at
 
 
 def task_from_row(row: Sequence[str], columns: CsvColumns, where: str) -> ManifestTask:

@@ -19,6 +19,11 @@ manifest.json) is computed on the way; a mismatch is raised once the file has be
 **after** its tasks were yielded. Consumers must therefore read the whole manifest (as Preparing
 does when it counts tasks and plans chunks) before acting on any task.
 
+``iter_inventory_positioned`` gives each task where its row starts (data file, offset, row; see
+``manifest.position``), so that preparing can stop after any chunk and go on later: gzip cannot
+seek, so a file resumed part-way is read again from its first byte, its text up to the offset
+decompressed and dropped (not parsed), and its MD5 still checked over every byte.
+
 ORC and Parquet inventories are read with pyarrow when it is installed (it is optional: too big
 for the Lambda layer). Their keys are not URL-encoded, so they are used as stored. Each file is
 spooled to a temporary file (pyarrow needs to seek) and verified before any of its rows is used.
@@ -40,6 +45,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, BinaryIO, Literal, TypeVar
 
 from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_row, where_row
+from batchops.manifest.position import START, Position
 from batchops.manifest.resources import ResourceError, parse_bucket
 from batchops.manifest.streams import BUFFER_SIZE, SourceReader, drain
 from batchops.manifest.tasks import (
@@ -112,14 +118,36 @@ def iter_inventory_tasks(
     ``open_file(key)`` opens a data file of the destination bucket; the stream it returns is
     closed here. Raises ManifestChecksumMismatch (naming the file) after a file whose MD5 differs.
     """
+    for task, _ in iter_inventory_positioned(manifest, open_file):
+        yield task
+
+
+def iter_inventory_positioned(
+    manifest: InventoryManifest, open_file: Callable[[str], BinaryIO], start: Position = START
+) -> Iterator[tuple[ManifestTask, Position]]:
+    """``iter_inventory_tasks`` from ``start`` (a position it yielded), with where each row starts.
+
+    The file ``start`` names is read again from its first byte (see ``manifest.position``), so
+    its MD5 is still checked over the whole file, by whichever run reads it to its end.
+    """
+    first_file = start[0]
+    if first_file > len(manifest.files):
+        raise ValueError(f"position {start} is past the inventory's {len(manifest.files)} files")
+    files = list(enumerate(manifest.files))[first_file:]
     if manifest.file_format == "CSV":
         columns = _schema_columns(manifest.file_schema)
-        for entry in manifest.files:
-            yield from _csv_file_tasks(entry, columns, open_file)
+
+        def task(row: list[str], where: str) -> ManifestTask:
+            return task_from_row(row, columns, where)
+
+        for number, entry in files:
+            at = start if number == first_file else (number, 0, 0, 0)
+            yield from _csv_file_rows(entry, columns, open_file, task, at)
         return
     reader = _columnar_reader(manifest.file_format)
-    for entry in manifest.files:
-        yield from _columnar_file_tasks(entry, manifest, reader, open_file)
+    for number, entry in files:
+        skip = start[1] if number == first_file else 0
+        yield from _columnar_file_tasks(entry, manifest, reader, open_file, number=number, skip=skip)
 
 
 # -- manifest.json fields ---------------------------------------------------------------------
@@ -186,12 +214,6 @@ def _file(entry: object, number: int) -> InventoryFile:
 
 
 # -- CSV data files ---------------------------------------------------------------------------
-
-
-def _csv_file_tasks(
-    entry: InventoryFile, columns: CsvColumns, open_file: Callable[[str], BinaryIO]
-) -> Iterator[ManifestTask]:
-    return _csv_file_rows(entry, columns, open_file, lambda row, where: task_from_row(row, columns, where))
 
 
 def _is_header(row: list[str], columns: CsvColumns) -> bool:
@@ -265,7 +287,12 @@ def _columnar_file_tasks(
     manifest: InventoryManifest,
     read_batches: ColumnarReader,
     open_file: Callable[[str], BinaryIO],
-) -> Iterator[ManifestTask]:
+    *,
+    number: int = 0,
+    skip: int = 0,
+) -> Iterator[tuple[ManifestTask, Position]]:
+    """The tasks of data file ``number`` after its first ``skip`` rows, each with its position
+    (its row index is its offset: columnar files are read whole, so no byte offset helps)."""
     what = f"inventory file {entry.key}"
     with tempfile.TemporaryFile() as spool:
         digest = hashlib.md5(usedforsecurity=False)
@@ -288,9 +315,12 @@ def _columnar_file_tasks(
                 versions = batch.get("version") or [None] * len(batch["key"])
                 for bucket, key, version in zip(batch["bucket"], batch["key"], versions, strict=True):
                     row_number += 1
+                    if row_number <= skip:
+                        continue
                     if not bucket or not key:
                         raise ManifestError(MALFORMED, f"{what}, row {row_number} has an empty bucket or key")
-                    yield ManifestTask(str(bucket), str(key), str(version) if version else None)
+                    task = ManifestTask(str(bucket), str(key), str(version) if version else None)
+                    yield task, (number, row_number - 1, row_number - 1, 0)
         except ManifestError:
             raise
         except Exception as exc:  # pyarrow raises its own hierarchy (ArrowInvalid, OSError, ...)
@@ -342,8 +372,9 @@ def iter_inventory_records(
     def record(row: list[str], where: str) -> InventoryRecord:
         return _record_from_row(row, columns, extra, where)
 
-    for entry in manifest.files:
-        yield from _csv_file_rows(entry, columns, open_file, record)
+    for number, entry in enumerate(manifest.files):
+        for item, _ in _csv_file_rows(entry, columns, open_file, record, (number, 0, 0, 0)):
+            yield item
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,9 +419,10 @@ def _csv_file_rows(
     columns: CsvColumns,
     open_file: Callable[[str], BinaryIO],
     build: Callable[[list[str], str], _CsvItem],
-) -> Iterator[_CsvItem]:
-    """Stream one gzip CSV data file, skipping a header row, checking its MD5 once read, and turning
-    each row into an item with ``build``."""
+    start: Position,
+) -> Iterator[tuple[_CsvItem, Position]]:
+    """Stream one gzip CSV data file from ``start``, skipping a header row, checking its MD5 once
+    read, and turning each row into an item with ``build``, yielded with where its row starts."""
     digest = hashlib.md5(usedforsecurity=False)
     stream = open_file(entry.key)
     try:
@@ -399,14 +431,17 @@ def _csv_file_rows(
         )
         what = f"inventory file {entry.key}"
         try:
-            first = True
+            first = start[1] == 0
             with gzip.GzipFile(fileobj=compressed, mode="rb") as rows:
-                for row_number, line, row in iter_csv_rows(rows, what):
+                if not _skip(rows, start[1]):
+                    # (its MD5, when listed, is checked on the way out and tells more)
+                    raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
+                for row_number, line, row, at in iter_csv_rows(rows, what, start):
                     if first and _is_header(row, columns):
                         first = False
                         continue
                     first = False
-                    yield build(row, f"{what}, {where_row(row_number, line)}")
+                    yield build(row, f"{what}, {where_row(row_number, line)}"), at
         except (OSError, EOFError, zlib.error) as exc:
             _verify(entry, digest, compressed)
             raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
@@ -417,6 +452,16 @@ def _csv_file_rows(
         _verify(entry, digest, compressed)
     finally:
         stream.close()
+
+
+def _skip(stream: gzip.GzipFile, count: int) -> bool:
+    """Read and drop ``count`` bytes; False if the stream ends first."""
+    while count > 0:
+        piece = stream.read(min(BUFFER_SIZE, count))
+        if not piece:
+            return False
+        count -= len(piece)
+    return True
 
 
 def _record_from_row(

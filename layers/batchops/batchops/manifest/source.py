@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,12 +49,21 @@ def normalize_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-def open_manifest(s3_client: S3Client, bucket: str, key: str, etag: str, version_id: str | None) -> BinaryIO:
+def open_manifest(
+    s3_client: S3Client,
+    bucket: str,
+    key: str,
+    etag: str,
+    version_id: str | None,
+    *,
+    first_byte: int = 0,
+) -> BinaryIO:
     """Open the manifest object ``bucket/key`` if its ETag is ``etag`` (quotes optional).
 
-    ``version_id`` pins a version when given. The caller closes the returned stream.
+    ``version_id`` pins a version when given. From ``first_byte`` on (a ranged GET, still pinned
+    by the ETag) when resuming part-way. The caller closes the returned stream.
     """
-    stream, _ = _get(s3_client, bucket, key, etag, version_id, what="manifest object")
+    stream, _ = _get(s3_client, bucket, key, etag, version_id, what="manifest object", first_byte=first_byte)
     return stream
 
 
@@ -116,23 +125,26 @@ class _BodyReader(SourceReader):
 
 
 def _get(
-    s3_client: S3Client, bucket: str, key: str, etag: str | None, version_id: str | None, *, what: str
+    s3_client: S3Client,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    version_id: str | None,
+    *,
+    what: str,
+    first_byte: int = 0,
 ) -> tuple[BinaryIO, int | None]:
     """GET with the precondition and version; ``what`` (e.g. "manifest object") starts messages."""
     name = f"{what} {bucket}/{key}" + (f" (version {version_id})" if version_id else "")
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag is not None:
+        params["IfMatch"] = _quoted(etag)
+    if version_id is not None:
+        params["VersionId"] = version_id
+    if first_byte:
+        params["Range"] = f"bytes={first_byte}-"
     try:
-        response: GetObjectOutputTypeDef
-        if etag is None and version_id is None:
-            response = s3_client.get_object(Bucket=bucket, Key=key)
-        elif etag is None:
-            assert version_id is not None
-            response = s3_client.get_object(Bucket=bucket, Key=key, VersionId=version_id)
-        elif version_id is None:
-            response = s3_client.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag))
-        else:
-            response = s3_client.get_object(
-                Bucket=bucket, Key=key, IfMatch=_quoted(etag), VersionId=version_id
-            )
+        response: GetObjectOutputTypeDef = s3_client.get_object(**params)
     except ClientError as exc:
         raise _client_error(
             exc, s3_client=s3_client, bucket=bucket, key=key, etag=etag, version_id=version_id, name=name

@@ -119,3 +119,52 @@ def drain(stream: BinaryIO) -> None:
     """Read a stream to its end in bounded pieces (so a hash over it sees every byte)."""
     while stream.read(BUFFER_SIZE):
         pass
+
+
+class Offset:
+    """Bytes consumed so far by ``iter_lines``; read it between lines."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def iter_lines(stream: BinaryIO, consumed: Offset) -> Iterator[str]:
+    """The UTF-8 text lines of ``stream``, line ends kept, as ``csv.reader`` wants them.
+
+    ``consumed.value`` starts at the byte offset ``stream`` starts at and, once a line has been
+    handed out, is the offset just after it: when ``csv.reader`` returns a record (it asks for
+    lines only as it needs them, reading nothing ahead), that is where the next record starts.
+    Lines end at LF, CR or CRLF, as with ``newline=""``; those bytes never occur inside a UTF-8
+    character, so every line decodes on its own. A BOM is skipped at offset 0 only.
+    Raises UnicodeDecodeError for a line that is not UTF-8.
+    """
+    pending = b""
+    at_start = consumed.value == 0
+    while True:
+        block = stream.read(BUFFER_SIZE)
+        data = pending + block if pending else block
+        if at_start:
+            if block and len(data) < len(_BOM):
+                pending = data
+                continue
+            at_start = False
+            if data.startswith(_BOM):
+                consumed.value += len(_BOM)
+                data = data[len(_BOM) :]
+        if not block:
+            if data:
+                consumed.value += len(data)
+                yield data.decode()
+            return
+        lines = data.splitlines(keepends=True)
+        # The last piece may go on in the next block: a line not ended yet, or a CR whose LF
+        # has not arrived.
+        pending = b"" if not lines or lines[-1].endswith(b"\n") else lines.pop()
+        for line in lines:
+            consumed.value += len(line)
+            yield line.decode()

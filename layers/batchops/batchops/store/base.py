@@ -71,8 +71,12 @@ class JobStore(Protocol):
         ActiveLimitReachedError if ``max_active`` active jobs exist for the appid.
         """
 
-    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
-        """The job, or None if the appid has no such job."""
+    def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
+        """The job, or None if the appid has no such job.
+
+        ``consistent`` False allows a read that may miss a write of the last second or so (half
+        the price in DynamoDB), for a look that is repeated anyway.
+        """
 
     def list_jobs(
         self, appid: str, statuses: frozenset[str] | None, limit: int, after_job_id: str | None
@@ -133,6 +137,23 @@ class Segment:
     """The tasks' outcomes, encoded by the engine; opaque to the store."""
 
 
+@dataclass(frozen=True)
+class PrepareCheckpoint:
+    """How far preparing a job has got, so that it can stop before a deadline and go on later.
+
+    Chunks ``0 .. next_index - 1`` (the tasks before ``next_ordinal``) are stored, and the
+    manifest goes on at ``position`` (encoded by the manifest layer; opaque to the store).
+    ``done``: the whole manifest is planned, ``next_index`` chunks of ``next_ordinal`` tasks.
+    ``updated``: when it was written (the sweeper leaves a prepare that is moving alone).
+    """
+
+    next_index: int
+    next_ordinal: int
+    position: str
+    done: bool
+    updated: float
+
+
 class ChunkLedger(Protocol):
     """Chunks of a prepared job, their leases, and the segments that account for their tasks.
 
@@ -147,6 +168,16 @@ class ChunkLedger(Protocol):
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
         """One chunk of a job, or None if the job has no such chunk (any more)."""
+
+    def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
+        """How far preparing the job has got; None before its first checkpoint."""
+
+    def advance_prepare(
+        self, job_id: str, expected: PrepareCheckpoint | None, checkpoint: PrepareCheckpoint
+    ) -> bool:
+        """Store ``checkpoint`` if the stored one is still ``expected`` (None: none yet), compared
+        by ``next_index`` and ``done``. False if another preparer moved it first, or the ledger
+        was dropped: the caller has been overtaken and stops."""
 
     def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
         """Lease a delivered chunk to ``worker`` until ``until``, unless another worker holds it
@@ -181,7 +212,7 @@ class ChunkLedger(Protocol):
         """Become the one finalizer of a job until ``until`` (unless another one's claim holds)."""
 
     def drop_chunks(self, job_id: str) -> None:
-        """Forget a finished job's chunks, segments and claims."""
+        """Forget a finished job's chunks, segments, claims and prepare checkpoint."""
 
 
 class WorkerLedger(ChunkLedger, Protocol):

@@ -138,8 +138,8 @@ class DynamoDBJobStore:
                 raise StoreUnavailableError(f"job id {record.job_id} already exists")
         raise StoreUnavailableError("CreateJob transaction kept conflicting")
 
-    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
-        item = self._get(_job_key(job_id))
+    def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
+        item = self._get(_job_key(job_id), consistent)
         if not self._live(item) or item is None or item["appid"]["S"] != appid:
             return None
         return _record(item)
@@ -299,9 +299,9 @@ class DynamoDBJobStore:
             }
         }
 
-    def _get(self, key: Item) -> Item | None:
+    def _get(self, key: Item, consistent: bool = True) -> Item | None:
         with unavailable_on_error():
-            response = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+            response = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=consistent)
         return response.get("Item")
 
     def _transact(self, actions: list[TransactWriteItemTypeDef]) -> list[str] | None:

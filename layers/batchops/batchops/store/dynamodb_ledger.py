@@ -3,12 +3,28 @@
 =====================================  ============================  =================================
 pk                                     sk                            holds
 =====================================  ============================  =================================
-``LEDGER#<job_id>``                    ``CHUNK#<index>``             first_ordinal, task_count, payload
-``LEDGER#<job_id>``                    ``SEG#<index>#<start>``       end, succeeded, failed, results
-``LEDGER#<job_id>``                    ``HOLD#<index>``              worker, until: the chunk is running
+``LEDGER#<job_id>#<shard>``            ``CHUNK#<index>``             first_ordinal, task_count, payload
+``LEDGER#<job_id>#<shard>``            ``SEG#<index>#<start>``       end, succeeded, failed, results
+``LEDGER#<job_id>#<shard>``            ``HOLD#<index>``              worker, until: the chunk is running
 ``LEDGER#<job_id>``                    ``FINALIZE``                  worker, until: the job's finalizer
+``LEDGER#<job_id>``                    ``PREPARE``                   next_index, next_ordinal, position,
+                                                                     done, updated: prepare's checkpoint
 ``PROGRESS#<job_id>#<shard>``          ``PROGRESS``                  succeeded, failed (ADD)
 =====================================  ============================  =================================
+
+**Ledger shards.** A chunk, its segments and its hold live under the partition key of shard
+``index mod LEDGER_SHARDS``. One partition key takes at most 1,000 WCU/s and 3,000 RCU/s, and a
+job's ledger is written hardest exactly where its indexes are neighbours: prepare appends chunks
+0, 1, 2, ... and the chunks running at once are consecutive. Sharding by the index modulo the
+shard count spreads both evenly, so a job's ledger takes ``LEDGER_SHARDS`` times the rate of one
+key (see docs/SCALE.md §3). Everything about one chunk stays in one partition, so the segment
+transaction's ConditionCheck and a chunk's segments are in the chunk's own shard. The job-wide
+items stay unsharded: the finalize claim is written once per finalize attempt, the prepare
+checkpoint once per ``CHUNKS_PER_WRITE`` chunks (a few times a second at most).
+
+What needs every chunk reads every shard: ``segments`` queries each shard in sort-key order and
+merges them by (index, start), holding a page of chunks and one of segments per shard;
+``busy_chunks`` counts the holds of all shards; ``drop_chunks`` deletes what every partition holds.
 
 Indexes and starts are zero-padded so that sort-key order is manifest order. A segment is a put
 conditioned on its absence, in one transaction with the ADD to its progress shard, so a task is
@@ -19,6 +35,7 @@ is one BatchGetItem.
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,13 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from batchops.store.base import ChunkRecord, Segment, StoreUnavailableError
+from batchops.store.base import ChunkRecord, PrepareCheckpoint, Segment, StoreUnavailableError
 from batchops.store.dynamodb import unavailable_on_error
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 PROGRESS_SHARDS = 16
+LEDGER_SHARDS = 16
 TRANSACTION_ATTEMPTS = 6
 BATCH_WRITE_ATTEMPTS = 10
 """BatchWriteItem calls for one batch whose items DynamoDB keeps leaving unprocessed (throttled),
@@ -40,6 +58,7 @@ pausing a random 0..min(2 s, 0.05 s x 2^n) between them: at most about 9 s befor
 _BATCH_WRITE = 25
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
+_PREPARE = "PREPARE"
 Item = dict[str, Any]
 
 
@@ -68,22 +87,67 @@ class DynamoDBLedger:
             )
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
-        item = self._get(_ledger(job_id), _chunk_sk(index))
+        item = self._get(_shard(job_id, index), _chunk_sk(index))
         return None if item is None else _chunk(item)
 
-    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
-        return self._claim(job_id, f"HOLD#{index:010d}", worker, now, until)
+    def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
+        item = self._get(_ledger(job_id), _PREPARE)
+        if item is None:
+            return None
+        return PrepareCheckpoint(
+            next_index=int(item["next_index"]["N"]),
+            next_ordinal=int(item["next_ordinal"]["N"]),
+            position=item["position"]["S"],
+            done=bool(item["done"]["BOOL"]),
+            updated=float(item["updated"]["N"]),
+        )
 
-    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
-        return self._claim(job_id, "FINALIZE", worker, now, until)
-
-    def _claim(self, job_id: str, sk: str, worker: str, now: float, until: float) -> bool:
+    def advance_prepare(
+        self, job_id: str, expected: PrepareCheckpoint | None, checkpoint: PrepareCheckpoint
+    ) -> bool:
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if expected is not None:
+            condition = {
+                "ConditionExpression": "next_index = :index AND done = :done",
+                "ExpressionAttributeValues": {
+                    ":index": {"N": str(expected.next_index)},
+                    ":done": {"BOOL": expected.done},
+                },
+            }
         try:
             with unavailable_on_error():
                 self._client.put_item(
                     TableName=self._table,
                     Item={
                         "pk": {"S": _ledger(job_id)},
+                        "sk": {"S": _PREPARE},
+                        "next_index": {"N": str(checkpoint.next_index)},
+                        "next_ordinal": {"N": str(checkpoint.next_ordinal)},
+                        "position": {"S": checkpoint.position},
+                        "done": {"BOOL": checkpoint.done},
+                        "updated": {"N": repr(checkpoint.updated)},
+                    },
+                    **condition,
+                )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
+        return self._claim(_shard(job_id, index), _hold_sk(index), worker, now, until)
+
+    def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
+        return self._claim(_ledger(job_id), "FINALIZE", worker, now, until)
+
+    def _claim(self, pk: str, sk: str, worker: str, now: float, until: float) -> bool:
+        try:
+            with unavailable_on_error():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        "pk": {"S": pk},
                         "sk": {"S": sk},
                         "worker": {"S": worker},
                         "until": {"N": repr(until)},
@@ -103,7 +167,7 @@ class DynamoDBLedger:
             with unavailable_on_error():
                 self._client.update_item(
                     TableName=self._table,
-                    Key={"pk": {"S": _ledger(job_id)}, "sk": {"S": f"HOLD#{index:010d}"}},
+                    Key={"pk": {"S": _shard(job_id, index)}, "sk": {"S": _hold_sk(index)}},
                     UpdateExpression="SET #until = :until",
                     ConditionExpression="worker = :worker",
                     ExpressionAttributeNames={"#until": "until"},
@@ -120,7 +184,7 @@ class DynamoDBLedger:
             with unavailable_on_error():
                 self._client.delete_item(
                     TableName=self._table,
-                    Key={"pk": {"S": _ledger(job_id)}, "sk": {"S": f"HOLD#{index:010d}"}},
+                    Key={"pk": {"S": _shard(job_id, index)}, "sk": {"S": _hold_sk(index)}},
                     ConditionExpression="worker = :worker",
                     ExpressionAttributeValues={":worker": {"S": worker}},
                 )
@@ -129,7 +193,10 @@ class DynamoDBLedger:
                 raise
 
     def record_segment(self, job_id: str, segment: Segment) -> Segment | None:
-        key = {"pk": {"S": _ledger(job_id)}, "sk": {"S": _segment_sk(segment.index, segment.start)}}
+        key = {
+            "pk": {"S": _shard(job_id, segment.index)},
+            "sk": {"S": _segment_sk(segment.index, segment.start)},
+        }
         for attempt in range(TRANSACTION_ATTEMPTS):
             reasons = self._record(job_id, key, segment)
             if reasons is None:
@@ -165,7 +232,10 @@ class DynamoDBLedger:
                         {
                             "ConditionCheck": {
                                 "TableName": self._table,
-                                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _chunk_sk(segment.index)}},
+                                "Key": {
+                                    "pk": {"S": _shard(job_id, segment.index)},
+                                    "sk": {"S": _chunk_sk(segment.index)},
+                                },
                                 "ConditionExpression": "attribute_exists(pk)",
                             }
                         },
@@ -190,7 +260,7 @@ class DynamoDBLedger:
         return None
 
     def segment_at(self, job_id: str, index: int, start: int) -> Segment | None:
-        item = self._get(_ledger(job_id), _segment_sk(index, start))
+        item = self._get(_shard(job_id, index), _segment_sk(index, start))
         return None if item is None else _segment(item)
 
     def progress(self, job_id: str) -> tuple[int, int]:
@@ -207,13 +277,18 @@ class DynamoDBLedger:
         return succeeded, failed
 
     def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        chunks = self._query(job_id, "CHUNK#")
+        shards = [self._shard_segments(_shard_key(job_id, shard)) for shard in range(LEDGER_SHARDS)]
+        return heapq.merge(*shards, key=lambda pair: (pair[0].index, pair[0].start))
+
+    def _shard_segments(self, pk: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+        """One shard's segments with their chunks, in (index, start) order."""
+        chunks = self._query_partition(pk, "CHUNK#")
         chunk = next(chunks, None)
-        for item in self._query(job_id, "SEG#"):
+        for item in self._query_partition(pk, "SEG#"):
             segment = _segment(item)
             while chunk is not None and _chunk(chunk).index < segment.index:
                 chunk = next(chunks, None)
-            assert chunk is not None, f"segment {segment.index} of job {job_id} has no chunk"
+            assert chunk is not None, f"segment {segment.index} in {pk} has no chunk"
             yield segment, _chunk(chunk)
 
     def busy_chunks(self, job_id: str, now: float) -> int:
@@ -263,10 +338,16 @@ class DynamoDBLedger:
         return response.get("Item")
 
     def _query(self, job_id: str, prefix: str, keys_only: bool = False) -> Iterator[Item]:
+        """Every item of the job's ledger whose sort key starts with ``prefix``, partition by
+        partition (the job-wide one, then each shard): in sort-key order within a partition only."""
+        for pk in (_ledger(job_id), *(_shard_key(job_id, shard) for shard in range(LEDGER_SHARDS))):
+            yield from self._query_partition(pk, prefix, keys_only)
+
+    def _query_partition(self, pk: str, prefix: str, keys_only: bool = False) -> Iterator[Item]:
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _ledger(job_id)}},
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
         }
         if prefix:
@@ -288,7 +369,21 @@ def _conditional(exc: ClientError) -> bool:
 
 
 def _ledger(job_id: str) -> str:
+    """The job-wide partition: the finalize claim and prepare's checkpoint."""
     return f"LEDGER#{job_id}"
+
+
+def _shard(job_id: str, index: int) -> str:
+    """The partition of chunk ``index``: its chunk, segments and hold."""
+    return _shard_key(job_id, index % LEDGER_SHARDS)
+
+
+def _shard_key(job_id: str, shard: int) -> str:
+    return f"LEDGER#{job_id}#{shard}"
+
+
+def _hold_sk(index: int) -> str:
+    return f"HOLD#{index:010d}"
 
 
 def _chunk_sk(index: int) -> str:
@@ -305,7 +400,7 @@ def _progress_key(job_id: str, shard: int) -> Item:
 
 def _chunk_item(job_id: str, chunk: ChunkRecord) -> Item:
     return {
-        "pk": {"S": _ledger(job_id)},
+        "pk": {"S": _shard(job_id, chunk.index)},
         "sk": {"S": _chunk_sk(chunk.index)},
         "first_ordinal": {"N": str(chunk.first_ordinal)},
         "task_count": {"N": str(chunk.task_count)},

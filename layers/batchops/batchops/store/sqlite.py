@@ -22,6 +22,7 @@ from batchops.store.base import (
     DuplicateTokenError,
     JobPage,
     JobRecord,
+    PrepareCheckpoint,
     Segment,
     StoreUnavailableError,
     UnknownJobError,
@@ -63,6 +64,14 @@ CREATE TABLE IF NOT EXISTS finalizers (
     job_id TEXT PRIMARY KEY,
     worker TEXT NOT NULL,
     until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prepare_checkpoints (
+    job_id TEXT PRIMARY KEY,
+    next_index INTEGER NOT NULL,
+    next_ordinal INTEGER NOT NULL,
+    position TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL,
@@ -109,7 +118,8 @@ class SQLiteJobStore:
                 raise ActiveLimitReachedError(max_active)
             db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 9)})", _row(record))  # noqa: S608
 
-    def get_job(self, appid: str, job_id: str) -> JobRecord | None:
+    def get_job(self, appid: str, job_id: str, consistent: bool = True) -> JobRecord | None:
+        # ``consistent`` changes nothing here: every SQLite read sees every committed write.
         with _unavailable_on_error(), self._connection() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE appid = ? AND job_id = ?",  # noqa: S608
@@ -208,6 +218,48 @@ class SQLiteJobStore:
                 (job_id, index),
             ).fetchone()
         return None if row is None else ChunkRecord(*row)
+
+    def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
+        with _unavailable_on_error(), self._connection() as db:
+            row = db.execute(
+                "SELECT next_index, next_ordinal, position, done, updated FROM prepare_checkpoints "
+                "WHERE job_id = ?",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        next_index, next_ordinal, position, done, updated = row
+        return PrepareCheckpoint(next_index, next_ordinal, position, bool(done), updated)
+
+    def advance_prepare(
+        self, job_id: str, expected: PrepareCheckpoint | None, checkpoint: PrepareCheckpoint
+    ) -> bool:
+        values = (
+            checkpoint.next_index,
+            checkpoint.next_ordinal,
+            checkpoint.position,
+            int(checkpoint.done),
+            checkpoint.updated,
+        )
+        with self._write() as db:
+            if expected is None:
+                return (
+                    db.execute(
+                        "INSERT INTO prepare_checkpoints "
+                        "(next_index, next_ordinal, position, done, updated, job_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+                        (*values, job_id),
+                    ).rowcount
+                    == 1
+                )
+            return (
+                db.execute(
+                    "UPDATE prepare_checkpoints SET next_index = ?, next_ordinal = ?, position = ?, "
+                    "done = ?, updated = ? WHERE job_id = ? AND next_index = ? AND done = ?",
+                    (*values, job_id, expected.next_index, int(expected.done)),
+                ).rowcount
+                == 1
+            )
 
     def hold_chunk(self, job_id: str, index: int, worker: str, now: float, until: float) -> bool:
         with self._write() as db:
@@ -351,6 +403,7 @@ class SQLiteJobStore:
         with self._write() as db:
             db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM finalizers WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM prepare_checkpoints WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     def close(self) -> None:
