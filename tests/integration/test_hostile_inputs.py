@@ -315,8 +315,8 @@ def test_a_server_error_logs_the_clients_path_escaped(
         method="GET", path=path, params={}, headers={}, secret_id="AKID", secret_key="s", now=1_000_000
     )
     response = api.handle(ApiRequest("GET", path, headers={"authorization": authorization}))
-    # THEN 503, and the log line quotes the path with its control characters escaped
-    assert (response.status, response.error_code) == (503, "ServiceUnavailable")
+    # THEN 500 ServiceUnavailable, and the log line quotes the path with its control characters escaped
+    assert (response.status, response.error_code) == (500, "ServiceUnavailable")
     assert any("forged line" in r.getMessage() for r in caplog.records)
     assert_logs_escaped(caplog.records)
 
