@@ -20,7 +20,7 @@ from batchops.api.apigateway import request_from_event, response_for_gateway
 from batchops.api.auth import SignatureVerifier
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.routes import ApiRequest, JobsApi
-from batchops.clients import dynamodb_client, sqs_client
+from batchops.clients import dynamodb_client, lazy, sqs_client
 from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import JobsApiSettings
@@ -31,9 +31,10 @@ settings = JobsApiSettings.from_env(os.environ)
 logger = Logger(service="batchops-jobs-api")
 tracer = Tracer(service="batchops-jobs-api")
 metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
-dynamodb = dynamodb_client()
+# Built on first use, so that import and init stay short; the first request builds them.
+dynamodb = lazy(dynamodb_client)
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
-dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
+dispatcher = SqsDispatcher(lazy(sqs_client), settings.work_queue_url) if settings.work_queue_url else None
 api = JobsApi(
     verifier=SignatureVerifier(settings.credentials) if settings.credentials else None,
     service=JobService(
