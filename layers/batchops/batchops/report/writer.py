@@ -40,8 +40,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from boto3.s3.transfer import TransferConfig
-
 from batchops.report.rows import (
     REPORT_SCHEMA,
     TASK_STATUS_FAILED,
@@ -52,6 +50,7 @@ from batchops.report.rows import (
 )
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3.client import S3Client
 
 MANIFEST_NAME = "manifest.json"
@@ -143,7 +142,9 @@ class ReportWriter:
         self._format = report_format
         self._failed_only = failed_only
         self._clock = clock
-        self._transfer = transfer_config or TransferConfig()
+        # None: boto3's default TransferConfig, made by upload_file itself (so that importing the
+        # writer does not import boto3).
+        self._transfer = transfer_config
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._spools: dict[str, _Spool] = {}
         self._finishing = False
