@@ -49,7 +49,8 @@ from tests.conftest import EVENTS, ROOT, create_jobs_table, template
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-MARKER = "batchops-cold-start: init done"
+# Lines the child writes to stderr between phases, to split `-X importtime`'s report.
+STARTING, INITIALISED = "batchops-cold-start: importing the handler", "batchops-cold-start: init done"
 JOB_ID = "53dc6228-c50b-46f7-8ad7-65e7159f1aae"  # the job events/run_job/prepare.json names
 INVENTORY_BUCKET = "example-inventory-bucket"  # where events/submit_job/s3_manifest_checksum.json landed
 INVENTORY_PREFIX = "inventory/example-source-bucket/daily-copy/2026-11-24T01-00Z/"
@@ -108,10 +109,12 @@ CHILD = r"""
 import concurrent.futures, decimal, importlib, json, logging, math, os, sys, time, traceback
 paths, event_path, function_name, memory = json.loads(sys.argv[1])
 sys.path[0:0] = paths
+sys.stderr.write("STARTING\n")
+sys.stderr.flush()
 started = time.perf_counter()
 module = importlib.import_module("app")
 initialised = time.perf_counter()
-sys.stderr.write("MARKER\n")
+sys.stderr.write("INITIALISED\n")
 sys.stderr.flush()
 with open(event_path) as f:
     event = json.load(f)
@@ -137,7 +140,7 @@ print(json.dumps({
     "invoke_ms": (invoked - invoking) * 1000,
     "result": result,
 }, default=str))
-""".replace("MARKER", MARKER)
+""".replace("STARTING", STARTING).replace("INITIALISED", INITIALISED)
 
 
 @dataclass
@@ -311,17 +314,19 @@ class Imports:
 
 
 def import_phases(stderr: str) -> dict[str, Imports]:
-    """`-X importtime` lines split at the child's marker: imports while initialising, while invoking."""
-    phases = {"init": Imports([]), "invoke": Imports([])}
-    phase = "init"
+    """`-X importtime` lines split at the child's markers: imports while initialising, while invoking
+    (what the runtime imported before the handler is left out)."""
+    phases = {"runtime": Imports([]), "init": Imports([]), "invoke": Imports([])}
+    phase = "runtime"
     for line in stderr.splitlines():
-        if line == MARKER:
-            phase = "invoke"
+        if line in (STARTING, INITIALISED):
+            phase = "init" if line == STARTING else "invoke"
             continue
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         self_us, _cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
         phases[phase].modules.append((name, int(self_us) / 1000))
+    del phases["runtime"]
     return phases
 
 
