@@ -48,8 +48,8 @@ _sessions: dict[str, Any] = {}
 def _botocore_session() -> botocore.session.Session:
     with _building:
         if "botocore" not in _sessions:
-            # Imported with the first client: botocore's session and client machinery (its
-            # waiters, paginators and docs) is a third of a cold start's imports.
+            # Imported with the first client: the session and client machinery (waiters,
+            # paginators, docs) costs tens of ms more than the botocore.config that init needs.
             import botocore.session  # noqa: PLC0415
 
             _sessions["botocore"] = botocore.session.get_session()
