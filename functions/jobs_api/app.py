@@ -22,7 +22,7 @@ from batchops.api.auth import SignatureVerifier
 from batchops.api.credentials import configured_credentials
 from batchops.api.errors import ApiError, ErrorCode
 from batchops.api.routes import ApiRequest, JobsApi
-from batchops.clients import dynamodb_client, secretsmanager_client, sqs_client
+from batchops.clients import dynamodb_client, lazy, secretsmanager_client, sqs_client
 from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import JobsApiSettings
@@ -33,10 +33,13 @@ settings = JobsApiSettings.from_env(os.environ)
 logger = Logger(service="batchops-jobs-api")
 tracer = Tracer(service="batchops-jobs-api")
 metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
-dynamodb = dynamodb_client()
+# Built on first use, so that import and init stay short; the first request builds them.
+dynamodb = lazy(dynamodb_client)
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
-dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
-credentials = configured_credentials(settings.credentials, settings.credentials_secret, secretsmanager_client)
+dispatcher = SqsDispatcher(lazy(sqs_client), settings.work_queue_url) if settings.work_queue_url else None
+credentials = configured_credentials(
+    settings.credentials, settings.credentials_secret, lambda: lazy(secretsmanager_client)
+)
 api = JobsApi(
     verifier=SignatureVerifier(credentials) if credentials else None,
     service=JobService(

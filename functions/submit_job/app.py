@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from batchops.clients import lazy, s3_client_with
 from batchops.settings import SubmitSettings
 from batchops.submit.service import Skipped, Submission
 from batchops.submit.triggers import EventError, parse_event
@@ -26,7 +26,7 @@ settings = SubmitSettings.from_env(os.environ)
 logger = Logger(service="batchops-submit-job")
 tracer = Tracer(service="batchops-submit-job")
 metrics = Metrics(namespace="BatchOps", service="batchops-submit-job")
-submitter = submitter_from_settings(settings, boto3.client("s3"))
+submitter = submitter_from_settings(settings, lazy(s3_client_with))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import json
 import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
@@ -132,3 +135,45 @@ def read_report(s3: S3Client, bucket: str, job_id: str) -> tuple[dict[str, Any],
         assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
         rows[result["TaskExecutionStatus"]] = list(csv.reader(io.StringIO(body.decode(), newline="")))
     return manifest, rows
+
+
+def land_inventory(s3: S3Client, bucket: str, prefix: str, cos: bool = False) -> str:
+    """An inventory as S3 (or COS) writes it; returns manifest.json's ETag."""
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+    rows = "".join(f'"example-source-bucket","obj/{n}","{n}"\n' for n in range(5)).encode()
+    data = gzip.compress(rows)
+    data_key = f"{prefix}data/{uuid.uuid4().hex}.csv.gz"
+    s3.put_object(Bucket=bucket, Key=data_key, Body=data)
+    if cos:
+        manifest = {
+            "sourceAppid": "1250000000",
+            "sourceBucket": "examplebucket",
+            "destinationBucket": bucket,
+            "fileFormat": "CSV",
+            "fileSchema": "Appid, Bucket, Key",
+            "files": [
+                {"key": data_key, "size": str(len(data)), "md5Checksum": hashlib.md5(data).hexdigest()}
+            ],
+        }
+        rows_cos = "".join(f'"1250000000","examplebucket","obj/{n}"\n' for n in range(5)).encode()
+        data = gzip.compress(rows_cos)
+        s3.put_object(Bucket=bucket, Key=data_key, Body=data)
+        manifest["files"] = [
+            {"key": data_key, "size": str(len(data)), "md5Checksum": hashlib.md5(data).hexdigest()}
+        ]
+    else:
+        manifest = {
+            "sourceBucket": "example-source-bucket",
+            "destinationBucket": f"arn:aws:s3:::{bucket}",
+            "version": "2016-11-30",
+            "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, Size",
+            "files": [{"key": data_key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}],
+        }
+    body = json.dumps(manifest).encode()
+    etag = s3.put_object(Bucket=bucket, Key=f"{prefix}manifest.json", Body=body)["ETag"]
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}manifest.checksum", Body=hashlib.md5(body).hexdigest().encode() + b"\n"
+    )
+    return etag

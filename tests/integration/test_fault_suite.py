@@ -44,8 +44,15 @@ from tests.integration.invariants import (
     listed_nowhere,
     restore_initiated,
 )
-from tests.integration.jobs_harness import Service, csv_manifest, engine_settings, put_manifest, request
-from tests.integration.test_submit import S3_BUCKET, S3_PREFIX, land_inventory
+from tests.integration.jobs_harness import (
+    Service,
+    csv_manifest,
+    engine_settings,
+    land_inventory,
+    put_manifest,
+    request,
+)
+from tests.integration.test_submit import S3_BUCKET, S3_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

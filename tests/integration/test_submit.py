@@ -3,9 +3,6 @@ the CLI twin `batchops submit`, and the http target signed against the API serve
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import hashlib
 import json
 import os
 import subprocess
@@ -34,6 +31,7 @@ from batchops.submit.token import client_request_token
 from batchops.submit.triggers import LandedObject, parse_event
 from tests.conftest import EVENTS, create_jobs_table, run_server
 from tests.integration.deployed_harness import Context, load
+from tests.integration.jobs_harness import land_inventory
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -43,48 +41,6 @@ S3_PREFIX = "inventory/example-source-bucket/daily-copy/2026-11-24T01-00Z/"
 COS_BUCKET = "example-inventory-1250000000"
 COS_PREFIX = "cos_bucket_inventory/1250000000/examplebucket/inventory01/20261124/"
 RULES = json.loads(json.loads((EVENTS / "env.json").read_text())["SubmitJobFunction"]["BATCHOPS_RULES"])
-
-
-def land_inventory(s3: S3Client, bucket: str, prefix: str, cos: bool = False) -> str:
-    """An inventory as S3 (or COS) writes it; returns manifest.json's ETag."""
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=bucket)
-    rows = "".join(f'"example-source-bucket","obj/{n}","{n}"\n' for n in range(5)).encode()
-    data = gzip.compress(rows)
-    data_key = f"{prefix}data/{uuid.uuid4().hex}.csv.gz"
-    s3.put_object(Bucket=bucket, Key=data_key, Body=data)
-    if cos:
-        manifest = {
-            "sourceAppid": "1250000000",
-            "sourceBucket": "examplebucket",
-            "destinationBucket": bucket,
-            "fileFormat": "CSV",
-            "fileSchema": "Appid, Bucket, Key",
-            "files": [
-                {"key": data_key, "size": str(len(data)), "md5Checksum": hashlib.md5(data).hexdigest()}
-            ],
-        }
-        rows_cos = "".join(f'"1250000000","examplebucket","obj/{n}"\n' for n in range(5)).encode()
-        data = gzip.compress(rows_cos)
-        s3.put_object(Bucket=bucket, Key=data_key, Body=data)
-        manifest["files"] = [
-            {"key": data_key, "size": str(len(data)), "md5Checksum": hashlib.md5(data).hexdigest()}
-        ]
-    else:
-        manifest = {
-            "sourceBucket": "example-source-bucket",
-            "destinationBucket": f"arn:aws:s3:::{bucket}",
-            "version": "2016-11-30",
-            "fileFormat": "CSV",
-            "fileSchema": "Bucket, Key, Size",
-            "files": [{"key": data_key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}],
-        }
-    body = json.dumps(manifest).encode()
-    etag = s3.put_object(Bucket=bucket, Key=f"{prefix}manifest.json", Body=body)["ETag"]
-    s3.put_object(
-        Bucket=bucket, Key=f"{prefix}manifest.checksum", Body=hashlib.md5(body).hexdigest().encode() + b"\n"
-    )
-    return etag
 
 
 @dataclass

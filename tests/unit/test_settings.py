@@ -1,11 +1,12 @@
-"""Settings read from the environment: credentials and their tenants, the engine's S3 client."""
+"""Settings read from the environment: credentials and their tenants, engine settings (the
+engine's S3 client among them), submit rules."""
 
 from __future__ import annotations
 
 import pytest
 
 from batchops.api.auth import Principal
-from batchops.settings import LocalSettings, RunJobSettings, SettingsError
+from batchops.settings import LocalSettings, RunJobSettings, SettingsError, SubmitSettings
 
 
 def test_credentials_may_be_secrets_or_tenants() -> None:
@@ -100,3 +101,25 @@ def test_run_job_spaces_its_status_looks_by_the_worker_concurrency() -> None:
     assert RunJobSettings.from_env(base).engine.job_concurrency == 1000
     with pytest.raises(SettingsError, match="BATCHOPS_WORKER_CONCURRENCY"):
         RunJobSettings.from_env({**base, "BATCHOPS_WORKER_CONCURRENCY": "0"})
+
+
+def test_embedded_workers_come_from_the_environment_and_a_bad_count_is_named() -> None:
+    # GIVEN BATCHOPS_WORKERS (read for `batchops run`, never for Lambda) WHEN read THEN it is used
+    assert LocalSettings.from_env({"BATCHOPS_WORKERS": "3"}).engine.workers == 3
+    # AND a value that is not a positive integer stops start-up, naming the variable
+    with pytest.raises(SettingsError, match="BATCHOPS_WORKERS must be a positive integer"):
+        LocalSettings.from_env({"BATCHOPS_WORKERS": "0"})
+
+
+def test_run_job_runs_one_chunk_per_invocation_whatever_the_workers() -> None:
+    env = {"JOBS_TABLE": "t", "WORK_QUEUE_URL": "q", "BATCHOPS_WORKERS": "8", "BATCHOPS_CHUNK_SIZE": "5000"}
+    settings = RunJobSettings.from_env(env)
+    assert settings.engine.workers == 1
+    assert settings.engine.chunk_max_tasks == 1000  # a chunk's outcomes must fit one DynamoDB item
+
+
+def test_a_bad_submit_rule_stops_start_up() -> None:
+    with pytest.raises(SettingsError, match="no submit rules"):
+        SubmitSettings.from_env({"JOBS_TABLE": "t"})
+    with pytest.raises(SettingsError, match="BATCHOPS_RULES"):
+        SubmitSettings.from_env({"JOBS_TABLE": "t", "BATCHOPS_RULES": "not json"})

@@ -2,6 +2,10 @@
 
 Only entry points (Lambda handlers, the CLI) call ``from_env``; everything below them receives
 values. A bad value fails at once with a message naming the variable and the value.
+
+What only some entry points need (the engine's settings, the submit rules and their checks) is
+imported by the ``from_env`` that needs it, so that a Lambda function's cold start imports only
+its own part of batchops.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchops.api.auth import Principal
 from batchops.api.credentials import (
@@ -18,11 +23,10 @@ from batchops.api.credentials import (
     CredentialsSecret,
     parse_credentials,
 )
-from batchops.engine.settings import EngineSettings
-from batchops.ops.copy import CopySettings
-from batchops.submit.errors import RuleError
-from batchops.submit.rules import Rule, rules_from_env
-from batchops.submit.s3control import TranslationError, to_create_job
+
+if TYPE_CHECKING:
+    from batchops.engine.settings import EngineSettings
+    from batchops.submit.rules import Rule
 
 DEFAULT_DB = Path(".batchops") / "batchops.db"
 DEFAULT_MAX_ACTIVE_JOBS = 1000
@@ -128,17 +132,19 @@ class LocalSettings:
             max_active_jobs=_positive_int(env, "BATCHOPS_MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             appid=env.get("BATCHOPS_APPID") or DEFAULT_APPID,
             endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
-            engine=_engine_settings(
-                env, workers=_positive_int(env, "BATCHOPS_WORKERS", EngineSettings().workers)
-            ),
+            engine=_engine_settings(env, workers=None),
             s3_addressing_style=_addressing_style(env),
         )
 
 
-def _engine_settings(env: Mapping[str, str], workers: int) -> EngineSettings:
+def _engine_settings(env: Mapping[str, str], workers: int | None) -> EngineSettings:
+    """``workers`` None: BATCHOPS_WORKERS, else the engine's default."""
+    from batchops.engine.settings import EngineSettings  # noqa: PLC0415 - see the module's docstring
+    from batchops.ops.copy import CopySettings  # noqa: PLC0415
+
     defaults = EngineSettings()
     return EngineSettings(
-        workers=workers,
+        workers=_positive_int(env, "BATCHOPS_WORKERS", defaults.workers) if workers is None else workers,
         task_concurrency=_positive_int(env, "BATCHOPS_TASK_CONCURRENCY", defaults.task_concurrency),
         chunk_max_tasks=min(
             _positive_int(env, "BATCHOPS_CHUNK_SIZE", defaults.chunk_max_tasks), MAX_CHUNK_TASKS
@@ -213,6 +219,10 @@ class SubmitSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_target: str = "direct") -> SubmitSettings:
+        from batchops.submit.errors import RuleError  # noqa: PLC0415 - see the module's docstring
+        from batchops.submit.rules import rules_from_env  # noqa: PLC0415
+        from batchops.submit.s3control import TranslationError, to_create_job  # noqa: PLC0415
+
         try:
             rules = rules_from_env(env, env.get("BATCHOPS_APPID") or DEFAULT_APPID)
         except RuleError as exc:

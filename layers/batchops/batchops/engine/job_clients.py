@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-import boto3
 from botocore.config import Config
 
+from batchops.clients import s3_client_with
 from batchops.jobs.model import Job
 from batchops.s3fast import lean_s3_client
 
@@ -84,13 +84,7 @@ class AssumedRoleClients:
                 )["Credentials"]
             except Exception as exc:
                 raise JobRoleError(f"the job's role {role} could not be assumed: {exc}") from exc
-            client = boto3.client(
-                "s3",
-                aws_access_key_id=credentials["AccessKeyId"],
-                aws_secret_access_key=credentials["SecretAccessKey"],
-                aws_session_token=credentials["SessionToken"],
-                config=self._config,
-            )
+            client = s3_client_with(self._config, credentials)
             self._clients[role] = (client, credentials["Expiration"].timestamp())
             return client
 

@@ -28,13 +28,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from batchops.engine.phases import Engine
 from batchops.jobs.model import Job
 from batchops.jobs.status import JobStatus, is_terminal
 from batchops.store.base import ChunkClaim
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
+
+    # Only the worker needs the engine; the jobs API and the submit function, which only send
+    # work, then import none of it (manifests, operations, reports) at cold start.
+    from batchops.engine.phases import Engine
 
 log = logging.getLogger(__name__)
 

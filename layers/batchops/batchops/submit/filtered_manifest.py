@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
-from boto3.s3.transfer import TransferConfig
-
 from batchops.manifest.inventory import InventoryRecord
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3.client import S3Client
 
 __all__ = ["CONTENT_TYPE", "FIELDS", "FORMAT", "FilteredManifest", "write_filtered_manifest"]
@@ -89,7 +88,7 @@ def write_filtered_manifest(
             bucket,
             key,
             ExtraArgs={"ContentType": CONTENT_TYPE},
-            Config=transfer_config or TransferConfig(),
+            Config=transfer_config,  # None: boto3's default TransferConfig
         )
     head = s3_client.head_object(Bucket=bucket, Key=key)
     return FilteredManifest(

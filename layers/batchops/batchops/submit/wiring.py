@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import boto3
-
-from batchops.clients import dynamodb_client, sqs_client
+from batchops.clients import dynamodb_client, lazy, s3control_client, sqs_client
 from batchops.engine.sqs import SqsDispatcher
 from batchops.jobs.service import JobService
 from batchops.settings import SubmitSettings
@@ -24,16 +22,17 @@ def submitter_from_settings(settings: SubmitSettings, s3: S3Client) -> Submitter
     target: Target
     if settings.target == "direct":
         assert settings.jobs_table is not None
-        dispatcher = SqsDispatcher(sqs_client(), settings.work_queue_url) if settings.work_queue_url else None
+        queue = settings.work_queue_url
+        dispatcher = SqsDispatcher(lazy(sqs_client), queue) if queue else None
         service = JobService(
-            DynamoDBJobStore(settings.jobs_table, dynamodb_client()),
+            DynamoDBJobStore(settings.jobs_table, lazy(dynamodb_client)),
             max_active_jobs=settings.max_active_jobs,
             on_change=None if dispatcher is None else dispatcher.on_job_change,
         )
         target = DirectTarget(service)
     elif settings.target == "s3control":
         assert settings.account_id is not None
-        target = S3ControlTarget(boto3.client("s3control"), settings.account_id)
+        target = S3ControlTarget(lazy(s3control_client), settings.account_id)
     else:
         credentials = (
             Credentials(settings.secret_id, settings.secret_key)
