@@ -57,12 +57,13 @@ class Injector:
         return self.decide(request, count)
 
 
-_PROXIES: dict[int, FaultProxy] = {}
+_PROXIES: dict[int, tuple[Any, FaultProxy]] = {}
+"""By id, holding the client too: a collected client's id can be reused by a new one."""
 
 
 def route_through(client: Any, proxy: FaultProxy) -> None:
     """``client`` talks to S3 through ``proxy``: faults for it are injected there."""
-    _PROXIES[id(client)] = proxy
+    _PROXIES[id(client)] = (client, proxy)
 
 
 def inject(
@@ -71,9 +72,9 @@ def inject(
     """Register on ``before-send.<service>.<operation>`` of one client (``*`` for every operation),
     or on its fault proxy."""
     injector = Injector(decide)
-    proxy = _PROXIES.get(id(client))
-    if proxy is not None:
-        proxy.inject(operation, injector)
+    routed = _PROXIES.get(id(client))
+    if routed is not None and routed[0] is client:
+        routed[1].inject(operation, injector)
         return injector
     if isinstance(client, LeanS3Client):
         raise AssertionError("a lean client's calls skip botocore's hooks: build it on a FaultProxy")

@@ -37,9 +37,8 @@ metrics = Metrics(namespace="BatchOps", service="batchops-jobs-api")
 dynamodb = lazy(dynamodb_client)
 ledger = DynamoDBLedger(settings.jobs_table, dynamodb)
 dispatcher = SqsDispatcher(lazy(sqs_client), settings.work_queue_url) if settings.work_queue_url else None
-credentials = configured_credentials(
-    settings.credentials, settings.credentials_secret, lambda: lazy(secretsmanager_client)
-)
+# Built at init only when a secret is configured: the keys' client must exist before a request.
+credentials = configured_credentials(settings.credentials, settings.credentials_secret, secretsmanager_client)
 api = JobsApi(
     verifier=SignatureVerifier(credentials) if credentials else None,
     service=JobService(

@@ -236,16 +236,19 @@ def test_a_deleted_secret_is_a_service_unavailable_once_the_cached_keys_expire(
 
 
 def test_the_lambda_jobs_api_reads_its_keys_from_the_secret(
-    moto_endpoint: str, sm: SecretsManagerClient, secret_arn: str
+    moto_endpoint: str, sm: SecretsManagerClient, secret_arn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = create_jobs_table(
         boto3.client("dynamodb", endpoint_url=moto_endpoint), f"jobs-{uuid.uuid4().hex[:8]}"
     )
 
+    # The job store's client is built on first use, so its endpoint stays set; the keys' client
+    # is built at init, so each function keeps the Secrets Manager endpoint it was loaded with.
+    monkeypatch.setenv("JOBS_TABLE", table)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
+
     def handler(secrets_endpoint: str) -> Any:
         env = {
-            "JOBS_TABLE": table,
-            "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": secrets_endpoint,
             "BATCHOPS_CREDENTIALS_SECRET": secret_arn,
         }

@@ -236,17 +236,18 @@ def gateway(moto_endpoint: str) -> Iterator[Gateway]:
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
     table = create_jobs_table(dynamodb, f"jobs-hostile-{uuid.uuid4().hex[:8]}")
     env = {"JOBS_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
+    # The environment stays while the function is used: it builds its clients on first use.
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
         module = load(f"jobs_api_hostile_{uuid.uuid4().hex[:8]}", "functions/jobs_api/app.py")
+        yield Gateway(module, DynamoDBJobStore(table, dynamodb))
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    yield Gateway(module, DynamoDBJobStore(table, dynamodb))
 
 
 def gateway_event(case: Case, traps: Traps, appid: str) -> dict[str, Any]:
