@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -58,3 +60,18 @@ def call(
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
         conn.close()
+
+
+def set_environment(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Set ``env`` in os.environ (as Lambda sets a function's environment); what it replaced."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    return saved
+
+
+def restore_environment(saved: Mapping[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import pytest
 from tests.conftest import EVENTS, ROOT, create_jobs_table
 from tests.fault_proxy import FaultProxy
 from tests.faults import route_through
+from tests.helpers import restore_environment, set_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -171,8 +171,7 @@ def deployment_fixture(moto_endpoint: str, request: pytest.FixtureRequest) -> It
         "BATCHOPS_DEADLINE_MARGIN_SECONDS": "1",
         **getattr(request, "param", {}),
     }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = set_environment(env)
     try:
         run_job = load(f"run_job_{suffix}", "functions/run_job/app.py")
         route_through(run_job.s3, proxy)
@@ -186,8 +185,4 @@ def deployment_fixture(moto_endpoint: str, request: pytest.FixtureRequest) -> It
         )
     finally:
         proxy.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)

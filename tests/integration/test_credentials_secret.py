@@ -32,7 +32,7 @@ from batchops.cos_signature import authorization_for
 from batchops.jobs.service import JobService
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import SEED_XML, create_jobs_table, free_port
-from tests.helpers import APPID, Reply
+from tests.helpers import APPID, Reply, restore_environment, set_environment
 from tests.integration.deployed_harness import load
 from tests.integration.test_api_signatures import signed_call
 from tests.integration.test_cli import BATCHOPS, run
@@ -252,16 +252,11 @@ def test_the_lambda_jobs_api_reads_its_keys_from_the_secret(
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": secrets_endpoint,
             "BATCHOPS_CREDENTIALS_SECRET": secret_arn,
         }
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
+        saved = set_environment(env)
         try:
             return load(f"jobs_api_secret_{uuid.uuid4().hex[:8]}", "functions/jobs_api/app.py")
         finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            restore_environment(saved)
 
     def signed_create(token: str) -> dict[str, Any]:
         payload = event("create_job.json")

@@ -41,7 +41,7 @@ from batchops.store.base import JobStore
 from batchops.store.dynamodb import DynamoDBJobStore
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import RunningServer, create_jobs_table, run_server
-from tests.helpers import Reply, call
+from tests.helpers import Reply, call, restore_environment, set_environment
 from tests.integration.deployed_harness import load
 from tests.integration.hostile_corpus import APPID, CORPUS, SEED_TEXT, Case, Traps
 from tests.integration.test_jobs_api_lambda import FakeContext, event
@@ -237,17 +237,12 @@ def gateway(moto_endpoint: str) -> Iterator[Gateway]:
     table = create_jobs_table(dynamodb, f"jobs-hostile-{uuid.uuid4().hex[:8]}")
     env = {"JOBS_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
     # The environment stays while the function is used: it builds its clients on first use.
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = set_environment(env)
     try:
         module = load(f"jobs_api_hostile_{uuid.uuid4().hex[:8]}", "functions/jobs_api/app.py")
         yield Gateway(module, DynamoDBJobStore(table, dynamodb))
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)
 
 
 def gateway_event(case: Case, traps: Traps, appid: str) -> dict[str, Any]:

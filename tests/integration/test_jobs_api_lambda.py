@@ -21,6 +21,7 @@ from lxml import etree
 from batchops.jobs.service import JobService
 from batchops.store.dynamodb import DynamoDBJobStore
 from tests.conftest import EVENTS, ROOT, SEED_XML, create_jobs_table
+from tests.helpers import restore_environment, set_environment
 
 EVENT_JOB_ID = "53dc6228-c50b-46f7-8ad7-65e7159f1aae"
 
@@ -47,8 +48,7 @@ def handler(moto_endpoint: str) -> Iterator[ModuleType]:
 
     table = create_jobs_table(boto3.client("dynamodb", endpoint_url=moto_endpoint), "batchops-jobs-lambda")
     env = {"JOBS_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint, "BATCHOPS_MAX_ACTIVE_JOBS": "50"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = set_environment(env)
     spec = importlib.util.spec_from_file_location("jobs_api_app", ROOT / "functions" / "jobs_api" / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -58,11 +58,7 @@ def handler(moto_endpoint: str) -> Iterator[ModuleType]:
         yield module
     finally:
         sys.modules.pop("jobs_api_app", None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)
 
 
 def invoke(handler: ModuleType, payload: dict[str, Any]) -> tuple[int, dict[str, Any], etree._Element | None]:
@@ -183,8 +179,7 @@ def test_with_credentials_the_lambda_api_takes_signed_requests_only(moto_endpoin
         "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
         "BATCHOPS_CREDENTIALS": '{"AKIDlambda": "lambda-secret"}',
     }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = set_environment(env)
     try:
         module = load(f"jobs_api_signed_{uuid.uuid4().hex[:8]}", "functions/jobs_api/app.py")
         unsigned = event("create_job.json")
@@ -208,8 +203,4 @@ def test_with_credentials_the_lambda_api_takes_signed_requests_only(moto_endpoin
         status, _, result = invoke(module, signed)
         assert status == 200 and result is not None and result.findtext("JobId")
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)

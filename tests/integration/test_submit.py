@@ -30,6 +30,7 @@ from batchops.submit.targets import Credentials, HttpTarget
 from batchops.submit.token import client_request_token
 from batchops.submit.triggers import LandedObject, parse_event
 from tests.conftest import EVENTS, create_jobs_table, run_server
+from tests.helpers import restore_environment, set_environment
 from tests.integration.deployed_harness import Context, load
 from tests.integration.jobs_harness import land_inventory
 
@@ -60,19 +61,14 @@ def submit_function(moto_endpoint: str) -> Iterator[Deployment]:
     ]
     env = json.loads((EVENTS / "env.json").read_text())["SubmitJobFunction"]
     env.update(JOBS_TABLE=table, WORK_QUEUE_URL=queue, AWS_ENDPOINT_URL=moto_endpoint)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = set_environment(env)
     try:
         yield Deployment(
             load(f"submit_job_{suffix}", "functions/submit_job/app.py"),
             JobService(DynamoDBJobStore(table, dynamodb), max_active_jobs=100),
         )
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)
 
 
 def invoke(deployment: Deployment, name: str) -> dict[str, Any]:
