@@ -202,7 +202,9 @@ class AwsCli(Peer):
 
 
 class Batchops(Peer):
-    """``batchops run --until-idle`` on a job created for the workload; BATCHOPS_TASK_CONCURRENCY in flight."""
+    """``batchops run --until-idle`` on a job created for the workload: one worker with
+    BATCHOPS_TASK_CONCURRENCY tasks in flight, as many as the peers' (two workers would only put
+    twice as many in flight where a job has several chunks)."""
 
     name = "batchops"
     startup_key = "batchops"
@@ -213,7 +215,9 @@ class Batchops(Peer):
         self.command = [str(command)] if command.exists() else [sys.executable, "-m", "batchops.cli.main"]
 
     def _cmd(self, ctx: Context, scratch: Path, db: Path, concurrency: int) -> Invocation:
-        env = peer_env(ctx.stub.endpoint, scratch, BATCHOPS_TASK_CONCURRENCY=str(concurrency))
+        env = peer_env(
+            ctx.stub.endpoint, scratch, BATCHOPS_WORKERS="1", BATCHOPS_TASK_CONCURRENCY=str(concurrency)
+        )
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         return Invocation([*self.command, "run", "--until-idle", "--db", str(db)], env)

@@ -72,7 +72,7 @@ def _s1(result: dict[str, Any]) -> str:
         f"## S1: {plan['s1_tasks']:,} tasks",
         "",
         f"In flight: {plan['s1_in_flight']} for s5cmd (`--numworkers`), aws-cli (`max_concurrent_requests`) "
-        "and batchops (`BATCHOPS_TASK_CONCURRENCY`), 32 for the boto3 ThreadPool. New connections per request "
+        "and batchops (`BATCHOPS_TASK_CONCURRENCY`, one worker), 32 for the boto3 ThreadPool. New connections per request "
         "are the stub's count of the connections it accepted; ActiveOpens is the machine's TCP counter "
         "(`/proc/net/snmp`), which other processes add to. † marks a run whose work took under a second.",
         "",

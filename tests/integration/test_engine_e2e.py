@@ -412,3 +412,39 @@ def test_a_prepare_cut_short_goes_on_from_its_checkpoint_after_a_restart(
     job = svc.describe(job_id)
     assert (job.findtext("Status"), job.findtext("ProgressSummary/TotalNumberOfTasks")) == ("Complete", "35")
     assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "35"
+
+
+def test_until_idle_runs_chunks_on_every_worker_and_stops_when_all_is_done(
+    make_service: Callable[..., Service],
+) -> None:
+    # GIVEN a copy job of four chunks whose copies are slow, and two workers of one task each
+    svc = make_service(
+        engine_settings(chunk_max_tasks=3, workers=2, task_concurrency=1), workers_started=False
+    )
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(12):
+        svc.s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n:02d}") for n in range(12)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    job_id = svc.create(request(src, "m.csv", etag, copy, src))
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(_request: object, _count: int) -> None:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.1)
+        with lock:
+            in_flight[0] -= 1
+
+    from tests.faults import inject
+
+    inject(svc.s3, "CopyObject", slow)
+    # WHEN `batchops run --until-idle` does the work
+    svc.dispatcher.run_until_idle()
+    # THEN both workers ran chunks at once, and it returned only once the job was complete
+    assert most[0] == 2
+    job = svc.describe(job_id)
+    assert job.findtext("Status") == "Complete"
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "12"

@@ -78,11 +78,28 @@ class EmbeddedDispatcher:
             self._exclusively(job_id, partial(self._prepare, appid, job_id))
 
     def run_until_idle(self) -> None:
-        """Do work in this thread until nothing is left to do now (`batchops run --until-idle`)."""
+        """Do work with the engine's workers until nothing is left to do now (`batchops run
+        --until-idle`); the first error any of them meets is raised here once all have stopped.
+
+        A worker that finds nothing to do waits while another is still at work, since what one
+        does (a chunk settling its job) can make work for all (the next chunk, the report).
+        """
         self.resume()
-        worker = f"{self._name}-once"
-        while self.step(worker):
-            pass
+        idle = _IdleWatch()
+        threads = [
+            threading.Thread(
+                target=idle.run,
+                args=(partial(self.step, f"{self._name}-once-{n}"),),
+                name=f"batchops-once-{n}",
+            )
+            for n in range(self.engine.settings.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if idle.error is not None:
+            raise idle.error
 
     def step(self, worker: str) -> bool:
         """Do one unit of work; False when there was none."""
@@ -150,6 +167,48 @@ class EmbeddedDispatcher:
             with self._lock:
                 self._busy_jobs.discard(job_id)
         return True
+
+
+class _IdleWatch:
+    """Workers stepping until none has anything to do and none is in the middle of a step."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._stepping = 0
+        self._progress = 0
+        """Steps that did something: only those can have made work for others."""
+        self._failed = False
+        self.error: BaseException | None = None
+
+    def run(self, step: Callable[[], bool]) -> None:
+        while True:
+            with self._changed:
+                if self._failed:
+                    return
+                self._stepping += 1
+                seen = self._progress
+            worked = False
+            try:
+                worked = step()
+            except BaseException as exc:  # handed to run_until_idle's caller, as one thread would
+                with self._changed:
+                    if self.error is None:
+                        self.error = exc
+                    self._failed = True
+            finally:
+                with self._changed:
+                    self._stepping -= 1
+                    self._progress += worked
+                    self._changed.notify_all()
+            if worked:
+                continue
+            with self._changed:
+                # Nothing for this worker: wait for the others' steps; done once none is stepping
+                # and none did anything since this one looked.
+                while self._stepping and self._progress == seen and not self._failed:
+                    self._changed.wait()
+                if self._failed or (not self._stepping and self._progress == seen):
+                    return
 
 
 def _dead_here(owner: str) -> bool:
