@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,7 @@ from batchops.report.rows import (
     TASK_STATUS_SUCCEEDED,
     ReportRow,
     ReportRowError,
+    encode_key,
     format_row,
     parse_row,
 )
@@ -273,3 +274,13 @@ def test_any_row_is_one_line_and_names_the_same_object(
     assert len(parsed.message) <= MAX_MESSAGE_CHARS
     assert not parsed.message.startswith(("=", "+", "-", "@", "\t", "\r"))
     assert not parsed.error_code.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@settings(max_examples=500)
+@given(
+    st.text(alphabet=st.sampled_from("ab09_.~/-+ %é\u4e2d=@\t\r\n,\"'"), max_size=12) | st.text(max_size=12)
+)
+def test_a_key_is_encoded_exactly_as_quote_plus_encodes_it(key: str) -> None:
+    # (the fast path for plain keys must agree with quote_plus, the form manifests are read in)
+    expected = quote_plus(key, safe="/")
+    assert encode_key(key) == ("%2D" + expected[1:] if expected.startswith("-") else expected)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
 
@@ -50,6 +51,7 @@ MAX_MESSAGE_CHARS = 1024
 
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _NEEDS_QUOTES = frozenset(',"\r\n')
+_UNCHANGED_BY_QUOTE_PLUS = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +75,13 @@ class ReportRowError(ValueError):
 
 def format_row(row: ReportRow) -> str:
     """The row as one CSV line ending in ``\\n``, ready to append to a results file."""
-    fields = (
-        row.bucket,
-        encode_key(row.key),
-        row.version_id or "",
-        row.task_status,
-        str(row.http_status),
-        _one_line(guard_formula(row.error_code)),
-        _one_line(guard_formula(row.message))[:MAX_MESSAGE_CHARS],
+    # A report has a row per task: the encoded key, the status and the HTTP status never need
+    # quoting, so only the four free-text fields go through _quote.
+    return (
+        f"{_quote(row.bucket)},{encode_key(row.key)},{_quote(row.version_id or '')},"
+        f"{row.task_status},{row.http_status},{_quote(_one_line(guard_formula(row.error_code)))},"
+        f"{_quote(_one_line(guard_formula(row.message))[:MAX_MESSAGE_CHARS])}\n"
     )
-    return ",".join(_quote(field) for field in fields) + "\n"
 
 
 def parse_row(line: str) -> ReportRow:
@@ -122,7 +121,8 @@ def parse_row(line: str) -> ReportRow:
 def encode_key(key: str) -> str:
     """Form-encode a key the way manifests and S3 Inventory do (space -> ``+``, ``+`` -> ``%2B``),
     with a leading ``-`` as ``%2D`` so that no key cell starts like a formula."""
-    encoded = quote_plus(key, safe="/")
+    # Most keys are letters, digits and ``_.-~/`` only, which quote_plus leaves as they are.
+    encoded = key if _UNCHANGED_BY_QUOTE_PLUS.fullmatch(key) else quote_plus(key, safe="/")
     return "%2D" + encoded[1:] if encoded.startswith("-") else encoded
 
 
@@ -132,6 +132,8 @@ def guard_formula(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
+    if "\r" not in text and "\n" not in text:
+        return text
     return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
