@@ -13,9 +13,6 @@ the job wrote, and the objects in S3.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +24,7 @@ from botocore.exceptions import ClientError
 from lxml import etree
 
 from batchops.jobs.model import Job
+from tests.integration.jobs_harness import result_rows
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -99,13 +97,7 @@ def read_report(s3: S3Client, bucket: str, prefix: str, job_id: str) -> Report:
         if exc.response["Error"]["Code"] == "NoSuchKey":
             return Report()
         raise
-    report = Report(written=True)
-    for result in json.loads(body)["Results"]:
-        data = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read()
-        assert hashlib.md5(data).hexdigest() == result["MD5Checksum"], result["Key"]
-        rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
-        report.rows.setdefault(result["TaskExecutionStatus"], []).extend(rows)
-    return report
+    return Report(rows=result_rows(s3, json.loads(body)), written=True)
 
 
 def assert_invariants(

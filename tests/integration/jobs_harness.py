@@ -129,12 +129,20 @@ def read_report(s3: S3Client, bucket: str, job_id: str) -> tuple[dict[str, Any],
     manifest = json.loads(
         s3.get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
     )
+    return manifest, result_rows(s3, manifest)
+
+
+def result_rows(s3: S3Client, manifest: dict[str, Any]) -> dict[str, list[list[str]]]:
+    """The rows of every results file a report's manifest.json lists, by TaskExecutionStatus
+    (a status may span several files), each file checked against its MD5."""
     rows: dict[str, list[list[str]]] = {}
     for result in manifest["Results"]:
         body = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read()
-        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"]
-        rows[result["TaskExecutionStatus"]] = list(csv.reader(io.StringIO(body.decode(), newline="")))
-    return manifest, rows
+        assert hashlib.md5(body).hexdigest() == result["MD5Checksum"], result["Key"]
+        rows.setdefault(result["TaskExecutionStatus"], []).extend(
+            csv.reader(io.StringIO(body.decode(), newline=""))
+        )
+    return rows
 
 
 def land_inventory(s3: S3Client, bucket: str, prefix: str, cos: bool = False) -> str:
