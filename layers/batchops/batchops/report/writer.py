@@ -133,7 +133,6 @@ class _ResultsFile:
     number: int
     key: str
     md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
-    rows: int = 0
     size: int = 0
     buffer: io.BytesIO = field(default_factory=io.BytesIO)
     """The bytes not sent yet. It goes to S3 as it is, a file botocore reads in blocks, so a part
@@ -145,7 +144,6 @@ class _ResultsFile:
         self.buffer.write(data)
         self.md5.update(data)
         self.size += len(data)
-        self.rows += 1
 
 
 class ReportWriter:
@@ -294,45 +292,28 @@ class ReportWriter:
 
     def _send_part(self, results: _ResultsFile) -> None:
         self._check_may_write()
+        crc32: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if self._crc32 else {}
         if results.upload_id is None:
-            if self._crc32:
-                created = self._s3.create_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=results.key,
-                    ContentType=RESULTS_CONTENT_TYPE,
-                    ChecksumAlgorithm="CRC32",
-                )
-            else:
-                created = self._s3.create_multipart_upload(
-                    Bucket=self._bucket, Key=results.key, ContentType=RESULTS_CONTENT_TYPE
-                )
+            created = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=results.key, ContentType=RESULTS_CONTENT_TYPE, **crc32
+            )
             results.upload_id = created["UploadId"]
             self._check_may_write()
         body, results.buffer = results.buffer, io.BytesIO()
         body.seek(0)
         number = len(results.parts) + 1
+        sent = self._s3.upload_part(
+            Bucket=self._bucket,
+            Key=results.key,
+            UploadId=results.upload_id,
+            PartNumber=number,
+            Body=body,
+            **(crc32 or {"ContentMD5": _content_md5(body)}),
+        )
+        part: CompletedPartTypeDef = {"ETag": sent["ETag"], "PartNumber": number}
         if self._crc32:
-            sent = self._s3.upload_part(
-                Bucket=self._bucket,
-                Key=results.key,
-                UploadId=results.upload_id,
-                PartNumber=number,
-                Body=body,
-                ChecksumAlgorithm="CRC32",
-            )
-            results.parts.append(
-                {"ETag": sent["ETag"], "PartNumber": number, "ChecksumCRC32": sent["ChecksumCRC32"]}
-            )
-        else:
-            sent = self._s3.upload_part(
-                Bucket=self._bucket,
-                Key=results.key,
-                UploadId=results.upload_id,
-                PartNumber=number,
-                Body=body,
-                ContentMD5=_content_md5(body),
-            )
-            results.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+            part["ChecksumCRC32"] = sent["ChecksumCRC32"]
+        results.parts.append(part)
         body.close()
 
     def _complete(self, results: _ResultsFile) -> None:

@@ -292,7 +292,13 @@ class DynamoDBLedger:
             yield segment, _chunk(chunk)
 
     def busy_chunks(self, job_id: str, now: float) -> int:
-        return sum(1 for item in self._query(job_id, "HOLD#") if float(item["until"]["N"]) >= now)
+        # Holds live only in the shards (not in the job-wide partition).
+        return sum(
+            1
+            for shard in range(LEDGER_SHARDS)
+            for item in self._query_partition(_shard_key(job_id, shard), "HOLD#")
+            if float(item["until"]["N"]) >= now
+        )
 
     def drop_chunks(self, job_id: str) -> None:
         # Deleting as the query pages go: a billion-task job has millions of ledger items, never
