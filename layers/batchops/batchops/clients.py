@@ -37,6 +37,8 @@ STORE_CLIENT_CONFIG = Config(
     connect_timeout=2,
     read_timeout=5,
 )
+# STS and SQS: the calls that hand work on and assume jobs' roles retry longer than the store's.
+CONTROL_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 T = TypeVar("T")
 
@@ -115,11 +117,11 @@ def s3_client_with(config: Config | None = None, credentials: Mapping[str, Any] 
 
 
 def sts_client() -> STSClient:
-    return cast("STSClient", _client("sts", Config(retries={"mode": "standard", "max_attempts": 5})))
+    return cast("STSClient", _client("sts", CONTROL_CLIENT_CONFIG))
 
 
 def sqs_client() -> SQSClient:
-    return cast("SQSClient", _client("sqs", Config(retries={"mode": "standard", "max_attempts": 5})))
+    return cast("SQSClient", _client("sqs", CONTROL_CLIENT_CONFIG))
 
 
 def s3control_client() -> S3ControlClient:
