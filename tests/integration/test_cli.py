@@ -154,3 +154,6 @@ def test_serve_with_credentials_takes_signed_requests_only(served: dict[str, str
     created = run("jobs", "create", "--xml", str(SEED_XML), env=signed_env)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() in run("jobs", "list", env=signed_env).stdout
+    # a repeated parameter is signed as the server reads it (its first value)
+    filtered = run("jobs", "list", "--status", "New", "--status", "Active", env=signed_env)
+    assert filtered.returncode == 0, filtered.stderr

@@ -70,7 +70,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.resource = resource
-        # Only where a cause outside the COS catalogue needs another status than the code's.
 
     @property
     def http_status(self) -> int:

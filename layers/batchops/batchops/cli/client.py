@@ -105,7 +105,8 @@ class JobsClient:
             sent["Authorization"] = authorization_for(
                 method=method,
                 path=urlsplit(url).path,
-                params=dict(query or []),
+                # the server checks a repeated parameter's first value, as it reads the parameter
+                params=dict(reversed(query or [])),
                 headers=sent,
                 secret_id=self.credentials[0],
                 secret_key=self.credentials[1],
