@@ -8,6 +8,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.parse import unquote_plus
 
 import pytest
@@ -46,7 +47,7 @@ def by_blocks(data: bytes, fields: tuple[str, ...] = FIELDS, block_size: int = 6
     """What reading a block at a time reads (small blocks: many block boundaries), or its error."""
     columns = parse_fields(fields)
 
-    def row_by_row(rest: io.BufferedReader, at: Position) -> Iterator[tuple[ManifestTask, Position]]:
+    def row_by_row(rest: BinaryIO, at: Position) -> Iterator[tuple[ManifestTask, Position]]:
         return _exact_tasks(rest, columns, fields, at)
 
     try:
