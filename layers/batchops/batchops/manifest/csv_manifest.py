@@ -87,8 +87,8 @@ def iter_csv_tasks(stream: BinaryIO | ByteSource, fields: Sequence[str]) -> Iter
     ``stream`` is not closed: whoever opened it closes it (a generator abandoned half-way leaves
     it open too).
     """
-    for task, _ in iter_csv_positioned(stream, fields):
-        yield task
+    for block in iter_csv_blocks(stream, fields):
+        yield from block.tasks()
 
 
 def iter_csv_positioned(

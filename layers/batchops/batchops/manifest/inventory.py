@@ -120,8 +120,8 @@ def iter_inventory_tasks(
     ``open_file(key)`` opens a data file of the destination bucket; the stream it returns is
     closed here. Raises ManifestChecksumMismatch (naming the file) after a file whose MD5 differs.
     """
-    for task, _ in iter_inventory_positioned(manifest, open_file):
-        yield task
+    for block in iter_inventory_blocks(manifest, open_file):
+        yield from block.tasks()
 
 
 def iter_inventory_positioned(

@@ -119,6 +119,11 @@ class RowBlock:
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def rows(self) -> int:
+        """The lines a plain block covers, a header it skipped included."""
+        return self._skip + len(self.keys)
+
     def tasks(self) -> Iterator[ManifestTask]:
         versions = repeat(None) if self.versions is None else self.versions
         return map(ManifestTask, self.buckets, self.keys, versions)
@@ -280,7 +285,7 @@ def read_row_blocks(
             return
         if len(block):
             yield block
-        lines = text.count("\n")
+        lines = block.rows
         offset += cut
         row += lines
         line += lines
