@@ -126,7 +126,8 @@ class RowBlock:
 
     def tasks(self) -> Iterator[ManifestTask]:
         versions = repeat(None) if self.versions is None else self.versions
-        return map(ManifestTask, self.buckets, self.keys, versions)
+        # tuple.__new__ builds each named tuple in C; calling ManifestTask runs its Python __new__.
+        return map(tuple.__new__, repeat(ManifestTask), zip(self.buckets, self.keys, versions))
 
     def positions(self) -> Iterator[Position]:
         """``position(i)`` of every task, in order."""
