@@ -64,15 +64,22 @@ def by_blocks(data: bytes, fields: tuple[str, ...] = FIELDS, block_size: int = 6
 @given(st.lists(KEYS, min_size=1, max_size=8))
 def test_keys_decoded_a_block_at_a_time_equal_unquote_plus_key_by_key(raw: list[str]) -> None:
     # GIVEN any keys WHEN decoded together
-    decoded = decode_keys(raw)
+    decoded = decode_keys([key.encode() for key in raw])
     # THEN either exactly what unquote_plus gives key by key, or None (left to the exact reader)
     if decoded is not None:
         assert decoded == [unquote_plus(key, errors="strict") for key in raw]
 
 
 def test_ordinary_encoded_keys_decode_a_block_at_a_time() -> None:
-    raw = ["photos/caf%C3%A9+%2B1.jpg", "a\\b%5C", "plain", "100%25", "%E4%B8%AD%E6%96%87"]
-    assert decode_keys(raw) == ["photos/café +1.jpg", "a\\b\\", "plain", "100%", "中文"]
+    raw = [
+        b"photos/caf%C3%A9+%2B1.jpg",
+        b"a\\b%5C",
+        b"plain",
+        b"100%25",
+        b"%E4%B8%AD%E6%96%87",
+        "\u00e9".encode(),
+    ]
+    assert decode_keys(raw) == ["photos/café +1.jpg", "a\\b\\", "plain", "100%", "中文", "\u00e9"]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +88,7 @@ def test_ordinary_encoded_keys_decode_a_block_at_a_time() -> None:
     ids=["lone % at the end", "one hex digit", "not hex", "cut UTF-8", "escaped LF", "not UTF-8"],
 )
 def test_keys_a_block_cannot_decode_go_to_the_exact_reader(key: str) -> None:
-    assert decode_keys(["fine", key]) is None
+    assert decode_keys([b"fine", key.encode()]) is None
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ def test_plain_manifests_are_split_a_block_at_a_time() -> None:
         "b1,caf%C3%A9,\nb1,k2,v2\n",
     ):
         # WHEN split as a block
-        block = plain_block(text, COLUMNS, start)
+        block = plain_block(text.encode(), COLUMNS, start)
         # THEN it is plain, and its tasks and positions are the exact reader's
         assert block is not None
         assert list(zip(block.tasks(), block.positions(), strict=True)) == exact(text.encode())
@@ -161,12 +168,12 @@ def test_plain_manifests_are_split_a_block_at_a_time() -> None:
     ],
 )
 def test_blocks_that_are_not_plain_are_left_to_the_exact_reader(text: str) -> None:
-    assert plain_block(text, COLUMNS, START) is None
+    assert plain_block(text.encode(), COLUMNS, START) is None
 
 
 def test_a_header_row_is_skipped_by_a_block_and_positions_still_count_it() -> None:
     text = quoted("Bucket", "Key", "VersionId") + quoted("b1", "k1", "")
-    block = plain_block(text, COLUMNS, START, is_header=lambda cells: cells[0] == "Bucket")
+    block = plain_block(text.encode(), COLUMNS, START, is_header=lambda cells: cells[0] == "Bucket")
     assert block is not None
     assert list(block.tasks()) == [ManifestTask("b1", "k1", None)]
     assert block.position(0) == (0, len(quoted("Bucket", "Key", "VersionId")), 1, 1)
@@ -174,7 +181,7 @@ def test_a_header_row_is_skipped_by_a_block_and_positions_still_count_it() -> No
 
 def test_positions_count_bytes_not_characters() -> None:
     text = "b1,\u4e2d\u6587,\nb1,k2,\n"
-    block = plain_block(text, COLUMNS, START)
+    block = plain_block(text.encode(), COLUMNS, START)
     assert block is not None
     assert block.position(1) == (0, len("b1,\u4e2d\u6587,\n".encode()), 1, 1)
     assert list(block.positions())[1] == block.position(1)

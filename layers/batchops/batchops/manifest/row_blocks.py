@@ -2,7 +2,7 @@
 
 ``csv.reader`` plus a decode of every key costs several µs a row, ten times what decompressing
 the row costs. Almost every manifest is one of two plain shapes, for which splitting a whole
-block of lines with ``str`` methods (C loops, no Python per row) gives exactly the cells
+block of lines with ``bytes`` methods (C loops, no Python per row) gives exactly the cells
 ``csv.reader`` would:
 
 - **quoted**: every cell quoted and no cell holding a quote or a line break (S3 and COS
@@ -73,13 +73,13 @@ class RowBlock:
     """
 
     __slots__ = (
+        "_data",
         "_file",
         "_line",
         "_offset",
         "_positions",
         "_row",
         "_skip",
-        "_text",
         "buckets",
         "keys",
         "versions",
@@ -92,7 +92,7 @@ class RowBlock:
         versions: list[str | None] | None,
         *,
         start: Position,
-        text: str | None = None,
+        data: bytes | None = None,
         skip: int = 0,
         positions: list[Position] | None = None,
     ) -> None:
@@ -100,7 +100,7 @@ class RowBlock:
         self.keys = keys
         self.versions = versions
         self._file, self._offset, self._row, self._line = start
-        self._text = text
+        self._data = data
         self._skip = skip
         self._positions = positions
 
@@ -127,17 +127,16 @@ class RowBlock:
     def tasks(self) -> Iterator[ManifestTask]:
         versions = repeat(None) if self.versions is None else self.versions
         # tuple.__new__ builds each named tuple in C; calling ManifestTask runs its Python __new__.
-        return map(tuple.__new__, repeat(ManifestTask), zip(self.buckets, self.keys, versions))
+        return map(tuple.__new__, repeat(ManifestTask), zip(self.buckets, self.keys, versions, strict=False))
 
     def positions(self) -> Iterator[Position]:
         """``position(i)`` of every task, in order."""
         if self._positions is not None:
             return iter(self._positions)
-        assert self._text is not None
-        lines = self._text.split("\n")[self._skip : self._skip + len(self.keys)]
-        sizes = map(len, lines) if self._text.isascii() else (len(line.encode()) for line in lines)
+        assert self._data is not None
+        lines = self._data.split(b"\n")[self._skip : self._skip + len(self.keys)]
         file, offset, row, line = self.position(0)
-        offsets = accumulate((size + 1 for size in sizes), initial=offset)
+        offsets = accumulate((len(piece) + 1 for piece in lines), initial=offset)
         steps = zip(range(len(lines)), offsets, strict=False)
         return ((file, at, row + n, line + n) for n, at in steps)
 
@@ -145,51 +144,57 @@ class RowBlock:
         """Where task ``index``'s row starts."""
         if self._positions is not None:
             return self._positions[index]
-        assert self._text is not None
+        assert self._data is not None
         line = self._skip + index
-        after = self._text.split("\n", line)[-1] if line else self._text
-        before = len(self._text) - len(after)
-        size = before if self._text.isascii() else len(self._text[:before].encode())
+        after = self._data.split(b"\n", line)[-1] if line else self._data
         # In a plain block every line is one row.
-        return self._file, self._offset + size, self._row + line, self._line + line
+        return self._file, self._offset + len(self._data) - len(after), self._row + line, self._line + line
 
 
 def plain_block(
-    text: str, columns: CsvColumns, start: Position, is_header: Callable[[list[str]], bool] | None = None
+    data: bytes, columns: CsvColumns, start: Position, is_header: Callable[[list[str]], bool] | None = None
 ) -> RowBlock | None:
-    """The tasks of ``text`` (whole lines, each ending in LF, starting at ``start``), or None
+    """The tasks of ``data`` (whole lines, each ending in LF, starting at ``start``), or None
     unless the block is plain (see the module docstring). ``is_header``, when given, is asked
     about the first row; a header row is skipped."""
-    found = _cells(text, columns.width)
+    found = _cells(data, columns.width) if _is_utf8(data) else None
     if found is None:
         return None
     cells, stride = found
     skip = 0
-    if is_header is not None and is_header(cells[0 : columns.width]):
+    if is_header is not None and is_header([cell.decode() for cell in cells[0 : columns.width]]):
         skip = 1
         cells = cells[stride:]
         if not cells:
-            return RowBlock([], [], None, start=start, text=text, skip=skip)
-    buckets = _buckets(cells[columns.bucket :: stride])
+            return RowBlock([], [], None, start=start, data=data, skip=skip)
     raw_keys = cells[columns.key :: stride]
-    if buckets is None or "" in raw_keys:
-        return None
-    if " " in text and '"' not in text:
-        raw_keys = [key.lstrip(" ") for key in raw_keys]  # skipinitialspace
-        if "" in raw_keys:
-            return None
-    keys = decode_keys(raw_keys)
-    if keys is None:
+    if b" " in data and b'"' not in data:
+        raw_keys = [key.lstrip(b" ") for key in raw_keys]  # skipinitialspace
+    buckets = _buckets(cells[columns.bucket :: stride])
+    keys = None if buckets is None or b"" in raw_keys else decode_keys(raw_keys)
+    if keys is None or buckets is None:
         return None
     versions: list[str | None] | None = None
     if columns.version_id is not None:
-        versions = [cell.strip(_AROUND) or None for cell in cells[columns.version_id :: stride]]
+        listed = b"\n".join(cells[columns.version_id :: stride]).decode().split("\n")
+        versions = [cell.strip(_AROUND) or None for cell in listed]
         if not any(versions):
             versions = None
-    return RowBlock(buckets, keys, versions, start=start, text=text, skip=skip)
+    return RowBlock(buckets, keys, versions, start=start, data=data, skip=skip)
 
 
-def _cells(text: str, width: int) -> tuple[list[str], int] | None:
+def _is_utf8(data: bytes) -> bool:
+    """The exact reader refuses a manifest that is not UTF-8 (naming the row): so does a block."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cells(data: bytes, width: int) -> tuple[list[bytes], int] | None:
     """Every cell of a plain block in one flat list, with the stride from a row to the next
     (each row is followed by one filler item); None if the block is not plain.
 
@@ -197,50 +202,52 @@ def _cells(text: str, width: int) -> tuple[list[str], int] | None:
     the block is plain exactly when every other item is the expected separator and the block
     has one LF per row (a cell holding a LF would hide one). Bare: with every LF written as
     ``,LF,``, splitting on ``,`` leaves ``c1, ..., cw, LF`` per row."""
-    if not text or "\r" in text:
+    if not data or b"\r" in data:
         return None
-    rows = text.count("\n")
-    if '"' in text:
-        parts = text.split('"')
+    rows = data.count(b"\n")
+    if b'"' in data:
+        parts = data.split(b'"')
         if len(parts) != 2 * width * rows + 1 or parts[0] or parts[2::2] != _quoted_fillers(width) * rows:
             return None
         return parts[1::2], width
-    parts = text.replace("\n", ",\n,").split(",")
+    parts = data.replace(b"\n", b",\n,").split(b",")
     parts.pop()  # the empty piece after the last LF
-    if len(parts) != (width + 1) * rows or parts[width :: width + 1] != ["\n"] * rows:
+    if len(parts) != (width + 1) * rows or parts[width :: width + 1] != [b"\n"] * rows:
         return None
     return parts, width + 1
 
 
-def _quoted_fillers(width: int) -> list[str]:
-    return [","] * (width - 1) + ["\n"]
+def _quoted_fillers(width: int) -> list[bytes]:
+    return [b","] * (width - 1) + [b"\n"]
 
 
-def _buckets(cells: list[str]) -> list[str] | None:
+def _buckets(cells: list[bytes]) -> list[str] | None:
     """The Bucket cells as ``task_from_row`` reads them, or None if one is empty."""
-    names = set(cells)
-    if any(not name.strip(_AROUND) for name in names):
+    names = {cell: cell.decode().strip(_AROUND) for cell in set(cells)}
+    if not all(names.values()):
         return None
-    if all(name == name.strip(_AROUND) for name in names):
-        return cells
-    return [name.strip(_AROUND) for name in cells]
+    return [names[cell] for cell in cells]
 
 
-def decode_keys(raw: list[str]) -> list[str] | None:
-    """``unquote_plus(key, errors="strict")`` of every key, or None where that cannot be done a
-    block at a time (a ``%`` that starts no escape, an escape of a line break, escapes that are
-    not UTF-8: the exact reader then decodes, or names the row that is wrong)."""
-    joined = "\n".join(raw)
-    if "%" not in joined:
-        return joined.replace("+", " ").split("\n") if "+" in joined else raw
-    # Every %XX becomes \xXX for escape_decode, which refuses (ValueError) a \x without two
-    # hex digits: a lone % sends the block to the exact reader, which keeps it as written.
-    escaped = joined.replace("+", " ").encode().replace(b"\\", b"\\\\").replace(b"%", b"\\x")
+def decode_keys(raw: list[bytes]) -> list[str] | None:
+    """``unquote_plus(key, errors="strict")`` of every key (as UTF-8 bytes), or None where that
+    cannot be done a block at a time (a ``%`` that starts no escape, an escape of a line break,
+    escapes that are not UTF-8: the exact reader then decodes, or names the row that is wrong)."""
+    joined = b"\n".join(raw)
+    if b"%" in joined:
+        # Every %XX becomes \xXX for escape_decode, which refuses (ValueError) a \x without two
+        # hex digits: a lone % sends the block to the exact reader, which keeps it as written.
+        escaped = joined.replace(b"+", b" ").replace(b"\\", b"\\\\").replace(b"%", b"\\x")
+        try:
+            joined = codecs.escape_decode(escaped)[0]
+        except ValueError:
+            return None
+    elif b"+" in joined:
+        joined = joined.replace(b"+", b" ")
     try:
-        decoded = codecs.escape_decode(escaped)[0].decode()
-    except (UnicodeDecodeError, ValueError):
+        keys = joined.decode().split("\n")
+    except UnicodeDecodeError:
         return None
-    keys = decoded.split("\n")
     return keys if len(keys) == len(raw) else None
 
 
@@ -268,13 +275,7 @@ def read_row_blocks(
                 pending = buffer  # a line longer than what was read so far
                 continue
             cut = 0  # a BOM (the exact reader skips it) or a line too long to be plain
-        block = None
-        if cut:
-            try:
-                text = buffer[:cut].decode()
-            except UnicodeDecodeError:
-                text = ""
-            block = plain_block(text, columns, (file, offset, row, line), header)
+        block = plain_block(buffer[:cut], columns, (file, offset, row, line), header) if cut else None
         if block is None:
             if not buffer:
                 return
