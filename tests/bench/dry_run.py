@@ -4,8 +4,8 @@ Calls the project's code directly, in this process, on a synthetic COSBatchOpera
 manifest whose keys are URL-encoded (every key has ``%`` and ``+`` escapes, so decoding runs on
 each row). Stages, each timed on its own:
 
-- parse: ``iter_csv_tasks`` (CSV, UTF-8, keys decoded);
-- plan: ``plan_chunks`` and ``encode_chunk`` on top of parsing (reported as the difference);
+- parse: ``iter_csv_blocks`` (CSV, UTF-8, keys decoded, a block of rows at a time);
+- plan: ``plan_blocks`` over ``iter_csv_blocks``, as Preparing runs, minus parsing (the difference);
 - outcomes: ``encode_outcomes`` of a chunk's successes, as a segment stores them;
 - report: decode the chunk and its outcomes, ``report_rows``, ``ReportWriter.add`` (spooled to
   disk with its MD5), without the upload.
@@ -23,8 +23,8 @@ import time
 import boto3
 
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
-from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks
-from batchops.manifest.csv_manifest import iter_csv_tasks
+from batchops.manifest.chunks import decode_chunk, plan_blocks
+from batchops.manifest.csv_manifest import iter_csv_blocks
 from batchops.ops.outcome import success
 from batchops.report.writer import ReportWriter
 
@@ -41,11 +41,11 @@ def measure(rows: int) -> dict[str, float]:
     data = manifest(rows)
 
     started = time.perf_counter()
-    parsed = sum(1 for _ in iter_csv_tasks(io.BytesIO(data), FIELDS))
+    parsed = sum(len(block) for block in iter_csv_blocks(io.BytesIO(data), FIELDS))
     parse = time.perf_counter() - started
 
     started = time.perf_counter()
-    payloads = [encode_chunk(chunk.tasks) for chunk in plan_chunks(iter_csv_tasks(io.BytesIO(data), FIELDS))]
+    payloads = [chunk.data for chunk, _ in plan_blocks(iter_csv_blocks(io.BytesIO(data), FIELDS))]
     parse_and_plan = time.perf_counter() - started
 
     chunk_sizes = [len(decode_chunk(payload)) for payload in payloads]

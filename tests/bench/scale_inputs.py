@@ -20,8 +20,8 @@ from typing import Any
 
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
 from batchops.engine.sqs import WorkMessage
-from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks, plan_positioned
-from batchops.manifest.csv_manifest import iter_csv_positioned, iter_csv_tasks
+from batchops.manifest.chunks import decode_chunk, plan_blocks, plan_chunks
+from batchops.manifest.csv_manifest import iter_csv_blocks, iter_csv_tasks
 from batchops.manifest.streams import BUFFER_SIZE
 from batchops.ops.outcome import TaskOutcome, failure, success
 from batchops.report.rows import format_row
@@ -73,16 +73,16 @@ def main() -> int:
     per_chunk: list[int] = []
     wall, cpu = time.perf_counter(), time.process_time()
     for chunk in plan_chunks(iter_csv_tasks(io.BytesIO(body), ["Bucket", "Key"])):
-        payload = encode_chunk(chunk.tasks)
-        per_chunk.append(len(chunk.tasks))
+        payload = chunk.data
+        per_chunk.append(chunk.count)
         if len(payloads) < FINALIZE_CHUNKS:  # a sample: the rest are dropped, as prepare does
             payloads.append(payload)
     plan_wall, plan_cpu = time.perf_counter() - wall, time.process_time() - cpu
 
-    # As prepare runs it: every task with where its row starts, so it can stop after any chunk.
+    # As prepare runs it: a block of rows at a time, each chunk with where the next one starts.
     cpu = time.process_time()
-    for chunk, _ in plan_positioned(iter_csv_positioned(io.BytesIO(body), ["Bucket", "Key"])):
-        encode_chunk(chunk.tasks)
+    for _ in plan_blocks(iter_csv_blocks(io.BytesIO(body), ["Bucket", "Key"])):
+        pass
     positioned_cpu = time.process_time() - cpu
 
     # A prepare resumed inside a gzip inventory file decompresses the text before its offset

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchops.manifest.chunks import Chunk, decode_chunk, encode_chunk, plan_chunks
+from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_chunks
 from batchops.manifest.tasks import ManifestTask
 
 buckets = st.sampled_from(["bucket-a", "bucket-b", "examplebucket-1250000000"])
@@ -60,7 +61,7 @@ def test_a_task_larger_than_max_bytes_gets_a_chunk_of_its_own() -> None:
     huge = ManifestTask("b", "k" * 5000, None)
     chunks = list(plan_chunks([*numbered(3), huge, *numbered(2)], max_bytes=1000))
     assert [len(c.tasks) for c in chunks] == [3, 1, 2]
-    assert chunks[1] == Chunk(1, 3, (huge,))
+    assert (chunks[1].index, chunks[1].first_ordinal, chunks[1].count, chunks[1].tasks) == (1, 3, 1, [huge])
 
 
 def test_max_tasks_must_be_positive() -> None:
@@ -83,15 +84,56 @@ def test_special_keys_round_trip() -> None:
 
 def test_encoding_is_versioned_and_compressed() -> None:
     data = encode_chunk(numbered(1000))
+    assert data[0] == 2
+    assert len(data) < 1000 * 5  # far below the ~11 bytes a task before compression
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        ManifestTask("b", "a\x00key", None),
+        ManifestTask("b\x00", "key", None),
+        ManifestTask("b", "key", ""),
+        ManifestTask("b", "key", "v\x00"),
+    ],
+)
+def test_what_version_2_cannot_say_is_written_in_version_1(task: ManifestTask) -> None:
+    # GIVEN a task with a NUL in a name, or an empty version id (neither exists in S3)
+    tasks = [ManifestTask("b", "first", "v1"), task]
+    # WHEN encoded
+    data = encode_chunk(tasks)
+    # THEN in version 1, and it round-trips exactly
     assert data[0] == 1
-    assert len(data) < 1000 * 5  # far below the ~13 bytes a task before compression
+    assert decode_chunk(data) == tasks
+
+
+def test_version_1_chunks_written_before_version_2_still_decode() -> None:
+    # GIVEN a chunk as version 1 wrote it (bytes pinned: a ledger may hold such chunks)
+    payload = b"\x02" + b"\x01b" + b"\x02k1" + b"\x00" + b"\x00" + b"\x02k2" + b"\x03v2"
+    # WHEN decoded
+    # THEN both tasks, the second in the first's bucket
+    assert decode_chunk(b"\x01" + zlib.compress(payload)) == [
+        ManifestTask("b", "k1", None),
+        ManifestTask("b", "k2", "v2"),
+    ]
+
+
+def version_2(count: int, *sections: bytes) -> bytes:
+    return b"\x02" + zlib.compress(struct.pack("<5I", count, *map(len, sections)) + b"".join(sections))
 
 
 @pytest.mark.parametrize(
     ("data", "why"),
     [
         (b"", "version nothing"),
-        (b"\x02" + zlib.compress(b"\x00"), "version 2"),
+        (b"\x03" + zlib.compress(b"\x00"), "version 3"),
+        (b"\x02" + zlib.compress(b"\x00"), "inside its header"),
+        (version_2(2, b"b", b"", b"k1\x00k2", b"")[:-3] + b"", "not zlib"),
+        (b"\x02" + zlib.compress(struct.pack("<5I", 1, 1, 0, 5, 0) + b"bk"), "do not add up"),
+        (version_2(2, b"b", b"", b"k1", b""), "1 keys for 2 tasks"),
+        (version_2(1, b"b", b"", b"k1", b"v\x00w"), "2 version ids for 1 tasks"),
+        (version_2(1, b"b\x00c", b"", b"k1", b""), "several buckets and no index"),
+        (version_2(1, b"b\x00c", struct.pack("<I", 2), b"k1", b""), "indexes do not match"),
         (b"\x01not zlib", "not zlib"),
         (b"\x01" + zlib.compress(b"\x01\x00\x01k\x00"), "repeats a bucket"),
         (b"\x01" + zlib.compress(b"\x01\x01b\x05k"), "ends inside a field"),

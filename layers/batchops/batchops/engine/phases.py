@@ -35,16 +35,17 @@ from batchops.jobs.errors import JobStateError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, is_terminal
-from batchops.manifest.chunks import decode_chunk, encode_chunk, plan_positioned
-from batchops.manifest.csv_manifest import iter_csv_positioned
+from batchops.manifest.chunks import decode_chunk, plan_blocks
+from batchops.manifest.csv_manifest import iter_csv_blocks
 from batchops.manifest.inventory import (
-    iter_inventory_positioned,
+    iter_inventory_blocks,
     parse_inventory_manifest,
 )
 from batchops.manifest.position import START, Position, decode_position, encode_position
 from batchops.manifest.resources import parse_bucket, parse_object
+from batchops.manifest.row_blocks import RowBlock
 from batchops.manifest.source import inventory_file_opener, open_manifest, read_small_object
-from batchops.manifest.tasks import ManifestError, ManifestTask
+from batchops.manifest.tasks import ManifestError
 from batchops.report.writer import ReportAbandonedError, ReportWriter
 from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, PrepareCheckpoint, Segment
 
@@ -185,18 +186,16 @@ class Engine:
         stored = start
         position = START if start is None else decode_position(start.position)
         batch: list[ChunkRecord] = []
-        tasks = self._manifest_tasks(job, position)
-        with contextlib.closing(tasks):  # the manifest's stream, when planning stops early
-            planned = plan_positioned(
-                tasks,
+        blocks = self._manifest_blocks(job, position)
+        with contextlib.closing(blocks):  # the manifest's stream, when planning stops early
+            planned = plan_blocks(
+                blocks,
                 max_tasks=self.settings.chunk_max_tasks,
                 first_index=0 if start is None else start.next_index,
                 first_ordinal=0 if start is None else start.next_ordinal,
             )
             for chunk, resume in planned:
-                batch.append(
-                    ChunkRecord(chunk.index, chunk.first_ordinal, len(chunk.tasks), encode_chunk(chunk.tasks))
-                )
+                batch.append(ChunkRecord(chunk.index, chunk.first_ordinal, chunk.count, chunk.data))
                 late = deadline is not None and self.clock() >= deadline
                 if resume is not None and not late and len(batch) < CHUNKS_PER_WRITE:
                     continue
@@ -204,7 +203,7 @@ class Engine:
                 batch = []
                 reached = PrepareCheckpoint(
                     next_index=chunk.index + 1,
-                    next_ordinal=chunk.first_ordinal + len(chunk.tasks),
+                    next_ordinal=chunk.first_ordinal + chunk.count,
                     position="" if resume is None else encode_position(resume),
                     done=resume is None,
                     updated=self.clock(),
@@ -226,10 +225,8 @@ class Engine:
         )
         return empty if self.ledger.advance_prepare(job.job_id, stored, empty) else None
 
-    def _manifest_tasks(
-        self, job: Job, start: Position
-    ) -> Generator[tuple[ManifestTask, Position], None, None]:
-        """The job's manifest tasks from ``start`` on, each with where its row starts."""
+    def _manifest_blocks(self, job: Job, start: Position) -> Generator[RowBlock, None, None]:
+        """The job's manifest tasks from ``start`` on, a block of rows at a time."""
         s3 = self.clients.s3_for(job)
         location = job.spec.manifest.location
         where = parse_object(location.object_arn)
@@ -238,12 +235,12 @@ class Engine:
             with open_manifest(
                 s3, where.bucket, where.key, location.etag, location.object_version_id, first_byte=start[1]
             ) as body:
-                yield from iter_csv_positioned(body, [f.value for f in job.spec.manifest.spec.fields], start)
+                yield from iter_csv_blocks(body, [f.value for f in job.spec.manifest.spec.fields], start)
             return
         inventory = parse_inventory_manifest(
             read_small_object(s3, where.bucket, where.key, location.etag, location.object_version_id)
         )
-        yield from iter_inventory_positioned(
+        yield from iter_inventory_blocks(
             inventory, inventory_file_opener(s3, inventory.destination_bucket), start
         )
 

@@ -4,97 +4,318 @@ A chunk travels in a queue message (SQS: 256 KiB at most, base64 adds a third) o
 so it is bounded both in tasks and in encoded bytes. The default 150,000 bytes leaves room for
 base64 and a message envelope inside 256 KiB.
 
-Encoding (version 1): one version byte, then zlib of::
+Planning works a block of rows at a time (``manifest.row_blocks``): a chunk's tasks are encoded
+as columns joined by C string methods, never task by task, because planning must keep up with
+decompressing the manifest.
+
+Encoding version 2 (written): one version byte, then zlib of::
+
+    5 little-endian uint32: task count, then the byte sizes of the four sections below
+    buckets:  the distinct bucket names, NUL-separated, in order of first use
+    indexes:  per task, a uint32 index into buckets (empty when the chunk names one bucket)
+    keys:     the keys, NUL-separated
+    versions: the version ids, NUL-separated, "" for none (empty when no task names one)
+
+all text UTF-8. S3 keys, bucket names and version ids never hold NUL (XML cannot carry it), and
+a version id is never empty; a chunk that breaks either rule anyway is written in version 1,
+which has no such limit, so every task (newlines, CR, commas, quotes, any Unicode, NUL) round
+trips exactly.
+
+Version 1 (still read; written only for the chunks above): one version byte, then zlib of::
 
     varint(task count)
     per task: varint(len(bucket)) bucket | varint(len(key)) key | varint(0 if no version else len+1) version
 
-with lengths in UTF-8 bytes; a bucket length of 0 means "the previous task's bucket" (a bucket name
-is never empty, and most chunks name one bucket). Length-prefixed fields need no escaping, so
-every key (newlines, CR, commas, quotes, any Unicode, even NUL) round-trips exactly.
+with lengths in UTF-8 bytes; a bucket length of 0 means "the previous task's bucket".
 
-Planning never compresses: it adds up the uncompressed size and bounds the result with zlib's
-worst case (``compressBound``), so a chunk of more than one task is guaranteed to encode within
+Planning bounds a chunk by its size before compression plus zlib's worst case
+(``compressBound``), so a chunk of more than one task is guaranteed to encode within
 ``max_bytes``. The price is chunks smaller than they could be when keys are long (real data
 compresses several times over), which only means more, smaller messages.
 """
 
 from __future__ import annotations
 
+import struct
+import sys
 import zlib
+from array import array
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from itertools import islice, repeat
 
+from batchops.manifest.position import Position
+from batchops.manifest.row_blocks import RowBlock
 from batchops.manifest.tasks import ManifestTask
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 DEFAULT_MAX_TASKS = 1000
 DEFAULT_MAX_BYTES = 150_000
-_COUNT_RESERVE = 5  # bytes a varint task count can take (up to 2**35)
-P = TypeVar("P")
+_HEADER = struct.Struct("<5I")
+_SEPARATOR = "\x00"
+_SEALING_AHEAD = 2  # chunks compressed ahead of the one handed out
 
 
 @dataclass(frozen=True)
 class Chunk:
     """``index`` counts chunks from 0; ``first_ordinal`` is the 0-based position, in the manifest,
-    of the chunk's first task (task ``i`` of the chunk is manifest task ``first_ordinal + i``)."""
+    of the chunk's first task (task ``i`` of the chunk is manifest task ``first_ordinal + i``);
+    ``data`` is the chunk's tasks encoded (``decode_chunk`` reads them)."""
 
     index: int
     first_ordinal: int
-    tasks: tuple[ManifestTask, ...]
+    count: int
+    data: bytes
+
+    @property
+    def tasks(self) -> list[ManifestTask]:
+        return decode_chunk(self.data)
 
 
-def plan_chunks(
-    tasks: Iterable[ManifestTask], max_tasks: int = DEFAULT_MAX_TASKS, max_bytes: int = DEFAULT_MAX_BYTES
-) -> Iterator[Chunk]:
-    """Cut ``tasks`` into consecutive chunks, in order, streaming (one chunk held at a time).
-
-    A chunk closes at ``max_tasks`` tasks, or before a task that would take its encoded size past
-    ``max_bytes``; a task too big to share a chunk gets one of its own.
-    """
-    for chunk, _ in plan_positioned(((task, None) for task in tasks), max_tasks, max_bytes):
-        yield chunk
-
-
-def plan_positioned(
-    tasks: Iterable[tuple[ManifestTask, P]],
+def plan_blocks(
+    blocks: Iterable[RowBlock],
     max_tasks: int = DEFAULT_MAX_TASKS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     *,
     first_index: int = 0,
     first_ordinal: int = 0,
-) -> Iterator[tuple[Chunk, P | None]]:
-    """``plan_chunks`` over tasks that carry where they start, numbering from ``first_index`` and
-    ``first_ordinal``; each chunk comes with where the next one starts, None after the last.
+) -> Iterator[tuple[Chunk, Position | None]]:
+    """Cut the tasks of ``blocks`` into consecutive chunks, in order, streaming, numbering from
+    ``first_index`` and ``first_ordinal``; each chunk comes with where the next one's first row
+    starts, None after the last.
 
-    Where a chunk closes depends only on its own tasks, so planning resumed at a chunk's start
-    cuts exactly the chunks that planning in one go would have.
+    A chunk closes at ``max_tasks`` tasks, or before a task that would take its encoded size past
+    ``max_bytes``; a task too big to share a chunk gets one of its own. Where a chunk closes
+    depends only on its own tasks, so planning resumed at a chunk's start cuts exactly the
+    chunks that planning in one go would have.
     """
     if max_tasks < 1:
         raise ValueError("max_tasks must be at least 1")
-    index = first_index
-    ordinal = first_ordinal
-    current: list[ManifestTask] = []
-    raw_size = _COUNT_RESERVE
-    for task, position in tasks:
-        previous = current[-1].bucket if current else None
-        size = _record_size(task, previous)
-        if current and (len(current) >= max_tasks or _encoded_bound(raw_size + size) > max_bytes):
-            yield Chunk(index, ordinal, tuple(current)), position
-            index += 1
-            ordinal += len(current)
-            current = []
-            raw_size = _COUNT_RESERVE
-            size = _record_size(task, None)
-        current.append(task)
-        raw_size += size
-    if current:
-        yield Chunk(index, ordinal, tuple(current)), None
+    pending = _Pending()
+    index, ordinal = first_index, first_ordinal
+    # zlib releases the GIL: chunks are compressed on another core while rows are split here.
+    with ThreadPoolExecutor(1, thread_name_prefix="chunk-encoder") as encoder:
+        sealing: deque[tuple[int, int, int, Future[bytes], Position | None]] = deque()
+
+        def cut(follower: RowBlock | None, at: int = 0) -> Iterator[tuple[Chunk, Position | None]]:
+            """Cut a chunk; the next task is pending or else ``follower``'s task ``at``."""
+            nonlocal index, ordinal
+            count, version, raw = pending.cut(max_tasks, max_bytes)
+            if len(pending):
+                next_at: Position | None = pending.position(0)
+            else:
+                next_at = None if follower is None else follower.position(at)
+            sealing.append((index, ordinal, count, encoder.submit(_seal, version, raw), next_at))
+            index, ordinal = index + 1, ordinal + count
+            while len(sealing) > _SEALING_AHEAD:
+                yield _sealed(sealing.popleft())
+
+        for block in blocks:
+            taken = 0
+            while taken < len(block):
+                if len(pending) >= max_tasks:
+                    # The chunk is full and a task follows it: cut, knowing where the rest starts.
+                    yield from cut(block, taken)
+                    continue
+                step = min(max_tasks - len(pending), len(block) - taken)
+                pending.add(block, taken, step)
+                taken += step
+        while len(pending):
+            yield from cut(None)
+        while sealing:
+            yield _sealed(sealing.popleft())
+
+
+def _sealed(item: tuple[int, int, int, Future[bytes], Position | None]) -> tuple[Chunk, Position | None]:
+    index, ordinal, count, data, next_at = item
+    return Chunk(index, ordinal, count, data.result()), next_at
+
+
+def plan_positioned(
+    tasks: Iterable[tuple[ManifestTask, Position]],
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    first_index: int = 0,
+    first_ordinal: int = 0,
+) -> Iterator[tuple[Chunk, Position | None]]:
+    """``plan_blocks`` over tasks that carry where their rows start."""
+    items = iter(tasks)
+    blocks = (RowBlock.of_tasks(batch) for batch in iter(lambda: list(islice(items, 1024)), []))
+    return plan_blocks(blocks, max_tasks, max_bytes, first_index=first_index, first_ordinal=first_ordinal)
+
+
+def plan_chunks(
+    tasks: Iterable[ManifestTask], max_tasks: int = DEFAULT_MAX_TASKS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Iterator[Chunk]:
+    """``plan_blocks`` over bare tasks (positions made up: nothing resumes from them)."""
+    placed = ((task, (0, n, n, n)) for n, task in enumerate(tasks))
+    for chunk, _ in plan_positioned(placed, max_tasks, max_bytes):
+        yield chunk
+
+
+class _Pending:
+    """Tasks read and not yet in a chunk, as columns, with the blocks they came from."""
+
+    def __init__(self) -> None:
+        self.buckets: list[str] = []
+        self.keys: list[str] = []
+        self.versions: list[str | None] = []
+        self.any_version = False
+        self.sources: deque[tuple[RowBlock, int, int]] = deque()  # block, first task, count
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, block: RowBlock, start: int, count: int) -> None:
+        end = start + count
+        self.buckets += block.buckets[start:end]
+        self.keys += block.keys[start:end]
+        if block.versions is None:
+            self.versions += repeat(None, count)
+        else:
+            self.versions += block.versions[start:end]
+            self.any_version = True
+        self.sources.append((block, start, count))
+
+    def position(self, index: int) -> Position:
+        for block, start, count in self.sources:
+            if index < count:
+                return block.position(start + index)
+            index -= count
+        raise IndexError(index)
+
+    def cut(self, max_tasks: int, max_bytes: int) -> tuple[int, int, bytes]:
+        """Take the next chunk's tasks off the front: their count and unsealed payload."""
+        count = min(max_tasks, len(self.keys))
+        version, raw = self._payload(count)
+        if not _fits(raw, count, max_bytes):
+            low, high = 1, count  # one task always fits, ``count`` does not
+            while high - low > 1:
+                middle = (low + high) // 2
+                if _fits(self._payload(middle)[1], middle, max_bytes):
+                    low = middle
+                else:
+                    high = middle
+            count = low
+            version, raw = self._payload(count)
+        del self.buckets[:count], self.keys[:count], self.versions[:count]
+        self._drop(count)
+        return count, version, raw
+
+    def _payload(self, count: int) -> tuple[int, bytes]:
+        versions = self.versions[:count] if self.any_version else None
+        return _raw_payload(self.buckets[:count], self.keys[:count], versions)
+
+    def _drop(self, count: int) -> None:
+        while count:
+            block, start, size = self.sources[0]
+            if size > count:
+                self.sources[0] = (block, start + count, size - count)
+                return
+            self.sources.popleft()
+            count -= size
 
 
 def encode_chunk(tasks: Sequence[ManifestTask]) -> bytes:
     """Encode tasks compactly and losslessly (see the module docstring for the layout)."""
+    versions = [task.version_id for task in tasks]
+    return _seal(
+        *_raw_payload(
+            [task.bucket for task in tasks],
+            [task.key for task in tasks],
+            versions if any(version is not None for version in versions) else None,
+        )
+    )
+
+
+def _raw_payload(buckets: list[str], keys: list[str], versions: list[str | None] | None) -> tuple[int, bytes]:
+    """The encoding version and the uncompressed payload of tasks given as columns."""
+    distinct = list(dict.fromkeys(buckets))
+    bucket_text = _SEPARATOR.join(distinct)
+    key_text = _SEPARATOR.join(keys)
+    version_text = "" if versions is None else _SEPARATOR.join(version or "" for version in versions)
+    separators = len(distinct) + len(keys) - 2 + (0 if versions is None else len(versions) - 1)
+    found = bucket_text.count(_SEPARATOR) + key_text.count(_SEPARATOR) + version_text.count(_SEPARATOR)
+    if found != separators or (versions is not None and "" in versions):
+        # A NUL inside a name, or an empty version id: only version 1 can say that.
+        return 1, _raw_v1(list(map(ManifestTask, buckets, keys, versions or repeat(None))))
+    indexes = b""
+    if len(distinct) > 1:
+        where = {name: n for n, name in enumerate(distinct)}
+        numbers = array("I", [where[name] for name in buckets])
+        if sys.byteorder == "big":
+            numbers.byteswap()
+        indexes = numbers.tobytes()
+    sections = (bucket_text.encode(), indexes, key_text.encode(), version_text.encode())
+    return ENCODING_VERSION, b"".join((_HEADER.pack(len(keys), *map(len, sections)), *sections))
+
+
+def _fits(raw: bytes, count: int, max_bytes: int) -> bool:
+    """Whether a payload of ``count`` tasks is sure to seal within ``max_bytes`` (one task always does)."""
+    return count == 1 or _encoded_bound(len(raw)) <= max_bytes
+
+
+def _seal(version: int, raw: bytes) -> bytes:
+    # Level 1: about half the CPU of the default level for payloads a few percent bigger.
+    return bytes([version]) + zlib.compress(raw, 1)
+
+
+def decode_chunk(data: bytes) -> list[ManifestTask]:
+    """Decode what ``encode_chunk`` or planning wrote, in either version; ValueError for anything else."""
+    if not data or data[0] not in (1, ENCODING_VERSION):
+        found = data[0] if data else "nothing"
+        raise ValueError(f"chunk encoding version {found} is not 1 or {ENCODING_VERSION}")
+    try:
+        payload = zlib.decompress(data[1:])
+    except zlib.error as exc:
+        raise ValueError(f"chunk payload is not zlib data: {exc}") from exc
+    if data[0] == 1:
+        return _decode_v1(payload)
+    return _decode_v2(payload)
+
+
+def _decode_v2(payload: bytes) -> list[ManifestTask]:
+    if len(payload) < _HEADER.size:
+        raise ValueError("chunk ends inside its header")
+    count, *sizes = _HEADER.unpack_from(payload)
+    if _HEADER.size + sum(sizes) != len(payload):
+        raise ValueError("chunk sections do not add up to its size")
+    at = _HEADER.size
+    sections = []
+    for size in sizes:
+        sections.append(payload[at : at + size])
+        at += size
+    bucket_bytes, indexes, key_bytes, version_bytes = sections
+    distinct = bucket_bytes.decode().split(_SEPARATOR)
+    keys = key_bytes.decode().split(_SEPARATOR) if count else []
+    if len(keys) != count:
+        raise ValueError(f"chunk has {len(keys)} keys for {count} tasks")
+    buckets: Iterable[str]
+    if indexes:
+        numbers = array("I")
+        numbers.frombytes(indexes)
+        if sys.byteorder == "big":
+            numbers.byteswap()
+        if len(numbers) != count or max(numbers, default=0) >= len(distinct):
+            raise ValueError("chunk bucket indexes do not match its buckets")
+        buckets = [distinct[n] for n in numbers]
+    elif len(distinct) == 1:
+        buckets = repeat(distinct[0])
+    else:
+        raise ValueError("chunk names several buckets and no index")
+    versions: Iterable[str | None] = repeat(None)
+    if version_bytes:
+        listed = version_bytes.decode().split(_SEPARATOR)
+        if len(listed) != count:
+            raise ValueError(f"chunk has {len(listed)} version ids for {count} tasks")
+        versions = [version or None for version in listed]
+    return list(map(ManifestTask, buckets, keys, versions))
+
+
+def _raw_v1(tasks: Sequence[ManifestTask]) -> bytes:
     out = bytearray()
     _put_varint(out, len(tasks))
     previous: str | None = None
@@ -111,18 +332,10 @@ def encode_chunk(tasks: Sequence[ManifestTask]) -> bytes:
             version = task.version_id.encode()
             _put_varint(out, len(version) + 1)
             out += version
-    return bytes([ENCODING_VERSION]) + zlib.compress(bytes(out))
+    return bytes(out)
 
 
-def decode_chunk(data: bytes) -> list[ManifestTask]:
-    """Decode what ``encode_chunk`` wrote; ValueError for anything else."""
-    if not data or data[0] != ENCODING_VERSION:
-        found = data[0] if data else "nothing"
-        raise ValueError(f"chunk encoding version {found} is not {ENCODING_VERSION}")
-    try:
-        payload = zlib.decompress(data[1:])
-    except zlib.error as exc:
-        raise ValueError(f"chunk payload is not zlib data: {exc}") from exc
+def _decode_v1(payload: bytes) -> list[ManifestTask]:
     reader = _Reader(payload)
     count = reader.varint()
     tasks: list[ManifestTask] = []
@@ -140,22 +353,6 @@ def decode_chunk(data: bytes) -> list[ManifestTask]:
     if reader.position != len(payload):
         raise ValueError("chunk has bytes after its last task")
     return tasks
-
-
-def _record_size(task: ManifestTask, previous_bucket: str | None) -> int:
-    size = 1 if task.bucket == previous_bucket else _field_size(len(task.bucket.encode()))
-    size += _field_size(len(task.key.encode()))
-    if task.version_id is None:
-        return size + 1
-    return size + _field_size(len(task.version_id.encode()) + 1)
-
-
-def _field_size(length: int) -> int:
-    return _varint_size(length) + length
-
-
-def _varint_size(value: int) -> int:
-    return max(1, (value.bit_length() + 6) // 7)
 
 
 def _encoded_bound(raw: int) -> int:

@@ -35,11 +35,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import unquote_plus
 
 from batchops.manifest.position import START, Position
+from batchops.manifest.row_blocks import CsvColumns, RowBlock, read_row_blocks
 from batchops.manifest.streams import (
     BUFFER_SIZE,
     ByteSource,
@@ -54,6 +54,7 @@ __all__ = [
     "FIELD_NAMES",
     "CsvColumns",
     "as_binary_io",
+    "iter_csv_blocks",
     "iter_csv_positioned",
     "iter_csv_tasks",
     "parse_fields",
@@ -61,21 +62,6 @@ __all__ = [
 
 FIELD_NAMES = ("Ignore", "Bucket", "Key", "VersionId")
 _AROUND = " \t"
-
-
-@dataclass(frozen=True, slots=True)
-class CsvColumns:
-    """Where Bucket, Key and VersionId sit in a row, and how many columns a row has."""
-
-    bucket: int
-    key: int
-    version_id: int | None
-    width: int
-
-    @property
-    def needed(self) -> int:
-        """Columns a row must have to reach every named field."""
-        return 1 + max(self.bucket, self.key, -1 if self.version_id is None else self.version_id)
 
 
 def parse_fields(fields: Sequence[str]) -> CsvColumns:
@@ -101,8 +87,8 @@ def iter_csv_tasks(stream: BinaryIO | ByteSource, fields: Sequence[str]) -> Iter
     ``stream`` is not closed: whoever opened it closes it (a generator abandoned half-way leaves
     it open too).
     """
-    for task, _ in iter_csv_positioned(stream, fields):
-        yield task
+    for block in iter_csv_blocks(stream, fields):
+        yield from block.tasks()
 
 
 def iter_csv_positioned(
@@ -110,7 +96,28 @@ def iter_csv_positioned(
 ) -> Iterator[tuple[ManifestTask, Position]]:
     """``iter_csv_tasks`` with where each task's row starts; ``stream`` begins at ``start``
     (a ranged GET from its offset), which must be a position this function yielded."""
+    for block in iter_csv_blocks(stream, fields, start):
+        yield from zip(block.tasks(), block.positions(), strict=True)
+
+
+def iter_csv_blocks(
+    stream: BinaryIO | ByteSource, fields: Sequence[str], start: Position = START
+) -> Iterator[RowBlock]:
+    """The tasks of a CSV manifest a block of rows at a time (``manifest.row_blocks``), from
+    ``start`` on, as ``iter_csv_positioned`` reads them."""
     columns = parse_fields(fields)
+
+    def exact(rest: BinaryIO, at: Position) -> Iterator[tuple[ManifestTask, Position]]:
+        return _exact_tasks(rest, columns, fields, at)
+
+    raw = io.BufferedReader(SourceReader(stream, close_source=False), BUFFER_SIZE)
+    return read_row_blocks(raw, columns, start, exact)
+
+
+def _exact_tasks(
+    stream: BinaryIO, columns: CsvColumns, fields: Sequence[str], start: Position
+) -> Iterator[tuple[ManifestTask, Position]]:
+    """Row by row through ``csv.reader``: any CSV, and the error that names a bad row."""
     for row_number, line, row, at in iter_csv_rows(stream, "the manifest", start):
         if len(row) != columns.width:
             raise ManifestError(

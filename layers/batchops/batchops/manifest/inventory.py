@@ -35,6 +35,7 @@ import gzip
 import hashlib
 import importlib
 import io
+import itertools
 import json
 import re
 import tempfile
@@ -47,7 +48,8 @@ from typing import IO, Any, BinaryIO, Literal, TypeVar
 from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_row, where_row
 from batchops.manifest.position import START, Position
 from batchops.manifest.resources import ResourceError, parse_bucket
-from batchops.manifest.streams import BUFFER_SIZE, SourceReader, drain
+from batchops.manifest.row_blocks import RowBlock, read_row_blocks
+from batchops.manifest.streams import BUFFER_SIZE, ReadAhead, SourceReader, SupportsRead, drain
 from batchops.manifest.tasks import (
     CHECKSUM_MISMATCH,
     FORMAT_UNSUPPORTED,
@@ -118,8 +120,8 @@ def iter_inventory_tasks(
     ``open_file(key)`` opens a data file of the destination bucket; the stream it returns is
     closed here. Raises ManifestChecksumMismatch (naming the file) after a file whose MD5 differs.
     """
-    for task, _ in iter_inventory_positioned(manifest, open_file):
-        yield task
+    for block in iter_inventory_blocks(manifest, open_file):
+        yield from block.tasks()
 
 
 def iter_inventory_positioned(
@@ -130,6 +132,14 @@ def iter_inventory_positioned(
     The file ``start`` names is read again from its first byte (see ``manifest.position``), so
     its MD5 is still checked over the whole file, by whichever run reads it to its end.
     """
+    for block in iter_inventory_blocks(manifest, open_file, start):
+        yield from zip(block.tasks(), block.positions(), strict=True)
+
+
+def iter_inventory_blocks(
+    manifest: InventoryManifest, open_file: Callable[[str], BinaryIO], start: Position = START
+) -> Iterator[RowBlock]:
+    """The tasks of ``iter_inventory_positioned`` a block of rows at a time (``manifest.row_blocks``)."""
     first_file = start[0]
     if first_file > len(manifest.files):
         raise ValueError(f"position {start} is past the inventory's {len(manifest.files)} files")
@@ -140,14 +150,26 @@ def iter_inventory_positioned(
         def task(row: list[str], where: str) -> ManifestTask:
             return task_from_row(row, columns, where)
 
+        def is_header(row: list[str]) -> bool:
+            return _is_header(row, columns)
+
         for number, entry in files:
             at = start if number == first_file else (number, 0, 0, 0)
-            yield from _csv_file_rows(entry, columns, open_file, task, at)
+
+            def blocks(rows: SupportsRead, what: str, at: Position = at) -> Iterator[RowBlock]:
+                def exact(rest: BinaryIO, where: Position) -> Iterator[tuple[ManifestTask, Position]]:
+                    return _rows_from(rest, what, columns, task, where)
+
+                return read_row_blocks(rows, columns, at, exact, is_header)
+
+            yield from _read_csv_data_file(entry, open_file, at, blocks)
         return
     reader = _columnar_reader(manifest.file_format)
     for number, entry in files:
         skip = start[1] if number == first_file else 0
-        yield from _columnar_file_tasks(entry, manifest, reader, open_file, number=number, skip=skip)
+        tasks = _columnar_file_tasks(entry, manifest, reader, open_file, number=number, skip=skip)
+        while batch := list(itertools.islice(tasks, _COLUMNAR_BATCH_ROWS)):
+            yield RowBlock.of_tasks(batch)
 
 
 # -- manifest.json fields ---------------------------------------------------------------------
@@ -412,6 +434,7 @@ def _record_columns(schema: tuple[str, ...]) -> _RecordColumns:
 
 
 _CsvItem = TypeVar("_CsvItem")
+_Read = TypeVar("_Read")
 
 
 def _csv_file_rows(
@@ -423,6 +446,40 @@ def _csv_file_rows(
 ) -> Iterator[tuple[_CsvItem, Position]]:
     """Stream one gzip CSV data file from ``start``, skipping a header row, checking its MD5 once
     read, and turning each row into an item with ``build``, yielded with where its row starts."""
+
+    def rows(stream: SupportsRead, what: str) -> Iterator[tuple[_CsvItem, Position]]:
+        return _rows_from(stream, what, columns, build, start)
+
+    return _read_csv_data_file(entry, open_file, start, rows)
+
+
+def _rows_from(
+    stream: SupportsRead,
+    what: str,
+    columns: CsvColumns,
+    build: Callable[[list[str], str], _CsvItem],
+    start: Position,
+) -> Iterator[tuple[_CsvItem, Position]]:
+    """The rows of a data file's text (``stream`` begins at ``start``) row by row, a header row
+    at the file's start skipped."""
+    first = start[1] == 0
+    for row_number, line, row, at in iter_csv_rows(stream, what, start):
+        if first and _is_header(row, columns):
+            first = False
+            continue
+        first = False
+        yield build(row, f"{what}, {where_row(row_number, line)}"), at
+
+
+def _read_csv_data_file(
+    entry: InventoryFile,
+    open_file: Callable[[str], BinaryIO],
+    start: Position,
+    read: Callable[[SupportsRead, str], Iterator[_Read]],
+) -> Iterator[_Read]:
+    """Open one gzip CSV data file, decompress it from ``start`` on and hand its text to
+    ``read``, checking its MD5 once read; a file that is not gzip, or not the one manifest.json
+    lists, fails the manifest."""
     digest = hashlib.md5(usedforsecurity=False)
     stream = open_file(entry.key)
     try:
@@ -431,17 +488,12 @@ def _csv_file_rows(
         )
         what = f"inventory file {entry.key}"
         try:
-            first = start[1] == 0
-            with gzip.GzipFile(fileobj=compressed, mode="rb") as rows:
-                if not _skip(rows, start[1]):
+            with gzip.GzipFile(fileobj=compressed, mode="rb") as text:
+                if not _skip(text, start[1]):
                     # (its MD5, when listed, is checked on the way out and tells more)
                     raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
-                for row_number, line, row, at in iter_csv_rows(rows, what, start):
-                    if first and _is_header(row, columns):
-                        first = False
-                        continue
-                    first = False
-                    yield build(row, f"{what}, {where_row(row_number, line)}"), at
+                with ReadAhead(text) as ahead:
+                    yield from read(ahead, what)
         except (OSError, EOFError, zlib.error) as exc:
             _verify(entry, digest, compressed)
             raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc

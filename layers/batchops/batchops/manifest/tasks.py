@@ -8,13 +8,15 @@ object, the row or the file, and what to do).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestTask:
+class ManifestTask(NamedTuple):
     """One object a job acts on. ``key`` is decoded (never URL-encoded); ``version_id`` None
-    means "the current version at execution time" (neither S3 nor COS snapshots a manifest)."""
+    means "the current version at execution time" (neither S3 nor COS snapshots a manifest).
+
+    A named tuple, not a dataclass: millions are made per job, and a tuple is made several
+    times faster."""
 
     bucket: str
     key: str

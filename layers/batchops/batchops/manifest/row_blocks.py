@@ -1,0 +1,306 @@
+"""Manifest rows read a block of lines at a time: the fast path for the CSV manifests are made of.
+
+``csv.reader`` plus a decode of every key costs several µs a row, ten times what decompressing
+the row costs. Almost every manifest is one of two plain shapes, for which splitting a whole
+block of lines with ``bytes`` methods (C loops, no Python per row) gives exactly the cells
+``csv.reader`` would:
+
+- **quoted**: every cell quoted and no cell holding a quote or a line break (S3 and COS
+  Inventory write this). Split on ``"``, such a block is ``"", c1, ",", c2, ..., cw, LF`` row
+  after row, which one comparison of every other item checks;
+- **bare**: no quote anywhere (``bucket,key`` as people write it; spaces after a comma are
+  skipped, as ``skipinitialspace`` does).
+
+A block is plain when it is whole lines (each ending in LF) of one of those shapes, with no CR,
+no blank line, every row the expected number of cells, a non-empty Bucket and Key on every row,
+and keys whose %-escapes decode to UTF-8.
+
+Anything else (a doubled quote, a quoted line break, CRLF, a blank line, a BOM, a bad row) is
+read by the exact reader the caller hands over, from the first row of the block that is not
+plain to the end of the stream; the exact reader is also what names a bad row in its error.
+``tests/unit/manifest/test_row_blocks.py`` checks, on random manifests, that both ways read the
+same tasks at the same positions, or fail with the same error.
+
+Keys are decoded a block at a time: ``+`` becomes a space and every ``%XX`` its byte, by C
+string methods and ``codecs.escape_decode`` over the block's keys joined by LF, which equals
+``unquote_plus`` key by key whenever every ``%`` starts an escape and no key decodes to a line
+break; otherwise the block goes to the exact reader.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import accumulate, chain, repeat
+from typing import BinaryIO
+
+from batchops.manifest.position import Position
+from batchops.manifest.streams import BUFFER_SIZE, SourceReader, SupportsRead
+from batchops.manifest.tasks import ManifestTask
+
+BLOCK_SIZE = BUFFER_SIZE
+_AROUND = " \t"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class CsvColumns:
+    """Where Bucket, Key and VersionId sit in a row, and how many columns a row has."""
+
+    bucket: int
+    key: int
+    version_id: int | None
+    width: int
+
+    @property
+    def needed(self) -> int:
+        """Columns a row must have to reach every named field."""
+        return 1 + max(self.bucket, self.key, -1 if self.version_id is None else self.version_id)
+
+
+ExactReader = Callable[[BinaryIO, Position], Iterator[tuple[ManifestTask, Position]]]
+"""Reads tasks the row-by-row way from a stream that begins at the position given."""
+
+
+class RowBlock:
+    """Tasks from consecutive manifest rows, as columns, and where each task's row starts.
+
+    ``versions`` is None when no task names a version. Task ``i``'s row starts at
+    ``position(i)``; for a plain block that is worked out from the lines when asked (only chunk
+    boundaries ask), for rows the exact reader read it is stored.
+    """
+
+    __slots__ = (
+        "_data",
+        "_file",
+        "_line",
+        "_offset",
+        "_positions",
+        "_row",
+        "_skip",
+        "buckets",
+        "keys",
+        "versions",
+    )
+
+    def __init__(
+        self,
+        buckets: list[str],
+        keys: list[str],
+        versions: list[str | None] | None,
+        *,
+        start: Position,
+        data: bytes | None = None,
+        skip: int = 0,
+        positions: list[Position] | None = None,
+    ) -> None:
+        self.buckets = buckets
+        self.keys = keys
+        self.versions = versions
+        self._file, self._offset, self._row, self._line = start
+        self._data = data
+        self._skip = skip
+        self._positions = positions
+
+    @classmethod
+    def of_tasks(cls, tasks: list[tuple[ManifestTask, Position]]) -> RowBlock:
+        """A block of tasks the exact reader yielded, with their positions."""
+        versions = [task.version_id for task, _ in tasks]
+        return cls(
+            [task.bucket for task, _ in tasks],
+            [task.key for task, _ in tasks],
+            versions if any(version is not None for version in versions) else None,
+            start=tasks[0][1],
+            positions=[at for _, at in tasks],
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def rows(self) -> int:
+        """The lines a plain block covers, a header it skipped included."""
+        return self._skip + len(self.keys)
+
+    def tasks(self) -> Iterator[ManifestTask]:
+        versions = repeat(None) if self.versions is None else self.versions
+        # tuple.__new__ builds each named tuple in C; calling ManifestTask runs its Python __new__.
+        return map(tuple.__new__, repeat(ManifestTask), zip(self.buckets, self.keys, versions, strict=False))
+
+    def positions(self) -> Iterator[Position]:
+        """``position(i)`` of every task, in order."""
+        if self._positions is not None:
+            return iter(self._positions)
+        assert self._data is not None
+        lines = self._data.split(b"\n")[self._skip : self._skip + len(self.keys)]
+        file, offset, row, line = self.position(0)
+        offsets = accumulate((len(piece) + 1 for piece in lines), initial=offset)
+        steps = zip(range(len(lines)), offsets, strict=False)
+        return ((file, at, row + n, line + n) for n, at in steps)
+
+    def position(self, index: int) -> Position:
+        """Where task ``index``'s row starts."""
+        if self._positions is not None:
+            return self._positions[index]
+        assert self._data is not None
+        line = self._skip + index
+        after = self._data.split(b"\n", line)[-1] if line else self._data
+        # In a plain block every line is one row.
+        return self._file, self._offset + len(self._data) - len(after), self._row + line, self._line + line
+
+
+def plain_block(
+    data: bytes, columns: CsvColumns, start: Position, is_header: Callable[[list[str]], bool] | None = None
+) -> RowBlock | None:
+    """The tasks of ``data`` (whole lines, each ending in LF, starting at ``start``), or None
+    unless the block is plain (see the module docstring). ``is_header``, when given, is asked
+    about the first row; a header row is skipped."""
+    found = _cells(data, columns.width) if _is_utf8(data) else None
+    if found is None:
+        return None
+    cells, stride = found
+    skip = 0
+    if is_header is not None and is_header([cell.decode() for cell in cells[0 : columns.width]]):
+        skip = 1
+        cells = cells[stride:]
+        if not cells:
+            return RowBlock([], [], None, start=start, data=data, skip=skip)
+    raw_keys = cells[columns.key :: stride]
+    if b" " in data and b'"' not in data:
+        raw_keys = [key.lstrip(b" ") for key in raw_keys]  # skipinitialspace
+    buckets = _buckets(cells[columns.bucket :: stride])
+    keys = None if buckets is None or b"" in raw_keys else decode_keys(raw_keys)
+    if keys is None or buckets is None:
+        return None
+    versions: list[str | None] | None = None
+    if columns.version_id is not None:
+        listed = b"\n".join(cells[columns.version_id :: stride]).decode().split("\n")
+        versions = [cell.strip(_AROUND) or None for cell in listed]
+        if not any(versions):
+            versions = None
+    return RowBlock(buckets, keys, versions, start=start, data=data, skip=skip)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """The exact reader refuses a manifest that is not UTF-8 (naming the row): so does a block."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cells(data: bytes, width: int) -> tuple[list[bytes], int] | None:
+    """Every cell of a plain block in one flat list, with the stride from a row to the next
+    (each row is followed by one filler item); None if the block is not plain.
+
+    Quoted: splitting the block on ``"`` leaves ``"", c1, ",", c2, ..., cw, LF`` per row, so
+    the block is plain exactly when every other item is the expected separator and the block
+    has one LF per row (a cell holding a LF would hide one). Bare: with every LF written as
+    ``,LF,``, splitting on ``,`` leaves ``c1, ..., cw, LF`` per row."""
+    if not data or b"\r" in data:
+        return None
+    rows = data.count(b"\n")
+    if b'"' in data:
+        parts = data.split(b'"')
+        if len(parts) != 2 * width * rows + 1 or parts[0] or parts[2::2] != _quoted_fillers(width) * rows:
+            return None
+        return parts[1::2], width
+    parts = data.replace(b"\n", b",\n,").split(b",")
+    parts.pop()  # the empty piece after the last LF
+    if len(parts) != (width + 1) * rows or parts[width :: width + 1] != [b"\n"] * rows:
+        return None
+    return parts, width + 1
+
+
+def _quoted_fillers(width: int) -> list[bytes]:
+    return [b","] * (width - 1) + [b"\n"]
+
+
+def _buckets(cells: list[bytes]) -> list[str] | None:
+    """The Bucket cells as ``task_from_row`` reads them, or None if one is empty."""
+    names = {cell: cell.decode().strip(_AROUND) for cell in set(cells)}
+    if not all(names.values()):
+        return None
+    return [names[cell] for cell in cells]
+
+
+def decode_keys(raw: list[bytes]) -> list[str] | None:
+    """``unquote_plus(key, errors="strict")`` of every key (as UTF-8 bytes), or None where that
+    cannot be done a block at a time (a ``%`` that starts no escape, an escape of a line break,
+    escapes that are not UTF-8: the exact reader then decodes, or names the row that is wrong)."""
+    joined = b"\n".join(raw)
+    if b"%" in joined:
+        # Every %XX becomes \xXX for escape_decode, which refuses (ValueError) a \x without two
+        # hex digits: a lone % sends the block to the exact reader, which keeps it as written.
+        escaped = joined.replace(b"+", b" ").replace(b"\\", b"\\\\").replace(b"%", b"\\x")
+        try:
+            joined = codecs.escape_decode(escaped)[0]
+        except ValueError:
+            return None
+    elif b"+" in joined:
+        joined = joined.replace(b"+", b" ")
+    try:
+        keys = joined.decode().split("\n")
+    except UnicodeDecodeError:
+        return None
+    return keys if len(keys) == len(raw) else None
+
+
+def read_row_blocks(
+    stream: SupportsRead,
+    columns: CsvColumns,
+    start: Position,
+    exact: ExactReader,
+    is_header: Callable[[list[str]], bool] | None = None,
+    *,
+    block_size: int = BLOCK_SIZE,
+) -> Iterator[RowBlock]:
+    """The tasks of ``stream`` (beginning at ``start``) a block at a time: plain blocks split
+    here, the rest of the stream from the first block that is not plain read by ``exact``.
+    ``is_header`` is asked about the first row when ``start`` is the beginning of its file."""
+    file, offset, row, line = start
+    header = is_header if offset == 0 else None
+    pending = b""
+    while True:
+        data = stream.read(block_size)
+        buffer = pending + data if pending else data
+        cut = buffer.rfind(b"\n") + 1 if data else 0
+        if data and (cut == 0 or (offset == 0 and buffer.startswith(_BOM))):
+            if len(buffer) <= 4 * block_size and not buffer.startswith(_BOM):
+                pending = buffer  # a line longer than what was read so far
+                continue
+            cut = 0  # a BOM (the exact reader skips it) or a line too long to be plain
+        block = plain_block(buffer[:cut], columns, (file, offset, row, line), header) if cut else None
+        if block is None:
+            if not buffer:
+                return
+            # Not plain, or the stream's last line (which may lack its LF): the exact reader
+            # takes over here, with what was read and not used put back in front.
+            rest = chain([buffer], iter(lambda: stream.read(BUFFER_SIZE), b""))
+            unread = io.BufferedReader(SourceReader(rest, close_source=False), BUFFER_SIZE)
+            yield from _exact_blocks(unread, (file, offset, row, line), exact)
+            return
+        if len(block):
+            yield block
+        lines = block.rows
+        offset += cut
+        row += lines
+        line += lines
+        pending = buffer[cut:]
+        header = None
+
+
+def _exact_blocks(stream: BinaryIO, start: Position, exact: ExactReader) -> Iterator[RowBlock]:
+    batch: list[tuple[ManifestTask, Position]] = []
+    for item in exact(stream, start):
+        batch.append(item)
+        if len(batch) >= 1024:
+            yield RowBlock.of_tasks(batch)
+            batch = []
+    if batch:
+        yield RowBlock.of_tasks(batch)
