@@ -40,6 +40,7 @@ bench: $(STAMP) $(BENCH_VENV)/bin/aws
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.scale_inputs
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.hostile_latency
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.s3_client_cpu
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.moto_smoke
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.cold_start $(COLD_START_ARGS)
 
 bench-quick: $(STAMP) $(BENCH_VENV)/bin/aws
