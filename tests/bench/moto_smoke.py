@@ -119,9 +119,11 @@ def zero_runs(endpoint: str, scratch: Path, timeout: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="500 objects, one repeat")
+    parser.add_argument("--objects", type=int, help="objects to copy (default 2,000; 500 with --quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
     n, repeats, timeout = (500, 1, 120.0) if args.quick else (2_000, 3, 300.0)
+    n = args.objects or n
     server, endpoint = start_moto()
     samples: dict[str, list[float]] = {"boto3 ThreadPool 32": [], "batchops": []}
     errors: list[str] = []
