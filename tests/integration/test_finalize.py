@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from batchops.api.create_job import parse_create_job
 from batchops.cli.main import local_service
+from batchops.engine.finalized import Finalized
 from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
 from batchops.jobs.model import Job
 from batchops.jobs.service import JobService
@@ -31,6 +32,7 @@ from batchops.store.base import (
     ChunkClaim,
     ChunkLedger,
     ChunkRecord,
+    FinalizeCheckpoint,
     PrepareCheckpoint,
     Segment,
     StoreUnavailableError,
@@ -109,8 +111,8 @@ def completing_job(rig: Rig) -> tuple[str, str]:
     return job.job_id, bucket
 
 
-def finalize_in_thread(engine: Engine, job_id: str, worker: str) -> tuple[threading.Thread, list[bool]]:
-    result: list[bool] = []
+def finalize_in_thread(engine: Engine, job_id: str, worker: str) -> tuple[threading.Thread, list[Finalized]]:
+    result: list[Finalized] = []
     thread = threading.Thread(target=lambda: result.append(engine.finalize(APPID, job_id, worker)))
     thread.start()
     return thread, result
@@ -150,7 +152,7 @@ def test_a_report_that_cannot_be_written_fails_the_job_and_leaves_nothing(rig: R
         lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
     )
     # WHEN it finalizes the job
-    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1")
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1") is Finalized.DONE
     # THEN the job failed, saying why, with its tasks still counted
     job = rig.service.describe(APPID, job_id)
     assert job.status is JobStatus.FAILED
@@ -187,9 +189,9 @@ def test_a_slow_finalizer_keeps_its_claim_and_the_sweepers_second_one_writes_not
     second_result = second.finalize(APPID, job_id, "finalizer-2")
     thread.join(60)
     # THEN the second is refused and sent nothing to S3; the first ends the job with its report
-    assert second_result is False
+    assert second_result is Finalized.BUSY
     assert second_calls.seen == []
-    assert first_result == [True]
+    assert first_result == [Finalized.DONE]
     assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)
 
@@ -213,8 +215,8 @@ class CutOffLedger:
             raise StoreUnavailableError("cut off")
         return self.ledger.claim_finalize(job_id, worker, now, until)
 
-    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        for n, each in enumerate(self.ledger.segments(job_id)):
+    def segments(self, job_id: str, start: tuple[int, int] = (0, 0)) -> Iterator[tuple[Segment, ChunkRecord]]:
+        for n, each in enumerate(self.ledger.segments(job_id, start)):
             if n == 1:
                 self.reading.set()
                 assert self.resume.wait(60)
@@ -222,6 +224,17 @@ class CutOffLedger:
 
     def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
         self.ledger.put_chunks(job_id, chunks)
+
+    def finalize_claimed(self, job_id: str, now: float) -> bool:
+        return self.ledger.finalize_claimed(job_id, now)
+
+    def finalize_checkpoint(self, job_id: str) -> FinalizeCheckpoint | None:
+        return self.ledger.finalize_checkpoint(job_id)
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        return self.ledger.advance_finalize(job_id, expected, checkpoint)
 
     def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
         return self.ledger.prepare_checkpoint(job_id)
@@ -271,14 +284,14 @@ def test_a_finalizer_that_cannot_renew_stops_before_writing_over_the_next_ones_r
     # WHEN its claim runs out unrenewed and another finalizer takes the job and ends it
     second = rig.engine(rig.s3())
     deadline = time.monotonic() + 30
-    while not second.finalize(APPID, job_id, "finalizer-2"):
+    while second.finalize(APPID, job_id, "finalizer-2") is not Finalized.DONE:
         assert time.monotonic() < deadline, "the first claim never ran out"
         time.sleep(0.1)
     cut_off.resume.set()
     thread.join(60)
     # THEN the first sent nothing to S3, and knows the job is over
     assert first_calls.seen == []
-    assert first_result == [True]
+    assert first_result == [Finalized.DONE]
     # AND the job holds the second's report, whole, and its ledger is gone
     assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)
@@ -307,11 +320,11 @@ def test_a_job_cancelled_while_its_report_is_written_ends_cancelled_with_one_rep
     )
     thread.join(60)
     # THEN the finalizer saw its job change, stopped before its manifest and left it to the next
-    assert first_result == [False]
+    assert first_result == [Finalized.BUSY]
     assert not any(req.url.endswith("manifest.json") for req in calls.seen)
     assert rig.service.get(APPID, job_id).status is JobStatus.CANCELLING
     # AND the next finalize ends it Cancelled, with one whole report
-    assert rig.engine(rig.s3()).finalize(APPID, job_id, f"finalizer-{uuid.uuid4().hex[:6]}")
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, f"finalizer-{uuid.uuid4().hex[:6]}") is Finalized.DONE
     job = rig.service.describe(APPID, job_id)
     assert job.status is JobStatus.CANCELLED
     manifest, rows = read_report(rig.s3(), bucket, job_id)
