@@ -170,29 +170,57 @@ class DynamoDBLedger:
     def advance_finalize(
         self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
     ) -> bool:
-        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-        if expected is not None:
-            condition = {
-                "ConditionExpression": "step = :step",
-                "ExpressionAttributeValues": {":step": {"N": str(expected.step)}},
-            }
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": _ledger(job_id)},
+                "sk": {"S": _REPORT},
+                "step": {"N": str(checkpoint.step)},
+                "state": {"S": checkpoint.state},
+                "updated": {"N": repr(checkpoint.updated)},
+            },
+        }
+        if expected is None:
+            # The first one only while a finalizer's claim stands (once per job): a job whose
+            # ledger was dropped keeps none.
+            return self._first_report_checkpoint(job_id, put)
         try:
             with unavailable_on_error():
                 self._client.put_item(
-                    TableName=self._table,
-                    Item={
-                        "pk": {"S": _ledger(job_id)},
-                        "sk": {"S": _REPORT},
-                        "step": {"N": str(checkpoint.step)},
-                        "state": {"S": checkpoint.state},
-                        "updated": {"N": repr(checkpoint.updated)},
-                    },
-                    **condition,
+                    **put,
+                    ConditionExpression="step = :step",
+                    ExpressionAttributeValues={":step": {"N": str(expected.step)}},
                 )
         except ClientError as exc:
             if _conditional(exc):
                 return False
             raise
+        return True
+
+    def _first_report_checkpoint(self, job_id: str, put: dict[str, Any]) -> bool:
+        first: Any = {"Put": {**put, "ConditionExpression": "attribute_not_exists(pk)"}}
+        try:
+            with unavailable_on_error():
+                self._client.transact_write_items(
+                    TransactItems=[
+                        first,
+                        {
+                            "ConditionCheck": {
+                                "TableName": self._table,
+                                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _FINALIZE}},
+                                "ConditionExpression": "attribute_exists(pk)",
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            message = f"the report checkpoint of job {job_id} was not stored: {reasons}"
+            raise StoreUnavailableError(message) from exc
         return True
 
     def _claim(self, pk: str, sk: str, worker: str, now: float, until: float) -> bool:
