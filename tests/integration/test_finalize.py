@@ -1,13 +1,20 @@
-"""Finalize on each ledger: a report that cannot be written, and two finalizers on one job.
+"""Finalize on each ledger: a report that cannot be written, two finalizers on one job, and a
+report written in steps.
 
 A report that cannot be written fails the job (ReportNotWritten), leaving nothing half-written.
 A finalizer renews its claim while it writes, so the sweeper's second finalize is refused and
 writes nothing; a finalizer that cannot renew (cut off from the ledger) stops before its next
 write and leaves the other's report whole; one whose job changes status under it stops too.
+A finalize past its deadline stops with a checkpoint and the next one goes on from it, to the
+report one go writes; a step killed mid-upload leaves its upload recorded, and the next step
+aborts it and finishes the report.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import time
 import uuid
@@ -24,10 +31,15 @@ from botocore.config import Config
 from batchops.api.create_job import parse_create_job
 from batchops.cli.main import local_service
 from batchops.engine.finalized import Finalized
+from batchops.engine.outcomes import encode_outcomes
 from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
 from batchops.jobs.model import Job
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, RequestedJobStatus
+from batchops.manifest.chunks import decode_chunk
+from batchops.ops.outcome import TaskOutcome
+from batchops.report.checkpoint import decode_report_checkpoint
+from batchops.report.writer import results_key
 from batchops.store.base import (
     ChunkClaim,
     ChunkLedger,
@@ -42,6 +54,7 @@ from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import new_bucket
 from tests.faults import count_only, inject, s3_error
+from tests.integration.invariants import JobView, assert_invariants, copied_to, listed_nowhere
 from tests.integration.jobs_harness import csv_manifest, engine_settings, put_manifest, read_report, request
 
 if TYPE_CHECKING:
@@ -331,3 +344,184 @@ def test_a_job_cancelled_while_its_report_is_written_ends_cancelled_with_one_rep
     assert len(rows["succeeded"]) == TASKS
     assert [r["TaskExecutionStatus"] for r in manifest["Results"]] == ["succeeded"]
     assert_ledger_dropped(rig.ledger, job_id)
+
+
+# --- a report written in steps ----------------------------------------------------------------
+
+COPY = "<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+
+
+def run_to_completing(rig: Rig, body: bytes) -> str:
+    """Create, prepare and run a job, chunk by chunk, until it is Completing."""
+    job = rig.service.create(APPID, parse_create_job(body))
+    runner = rig.engine(rig.s3())
+    runner.prepare(APPID, job.job_id)
+    runner.activate(APPID, job.job_id)
+    for index in range(rig.service.get(APPID, job.job_id).chunk_count):
+        now = time.time()
+        assert rig.ledger.hold_chunk(job.job_id, index, "runner", now, now + 60)
+        chunk = rig.ledger.get_chunk(job.job_id, index)
+        assert chunk is not None
+        runner.run_chunk(ChunkClaim(APPID, job.job_id, chunk, 0), "runner")
+    assert rig.service.get(APPID, job.job_id).status is JobStatus.COMPLETING
+    return job.job_id
+
+
+def report_bytes(s3: S3Client, bucket: str, job_id: str) -> dict[str, bytes]:
+    """A report's rows as bytes, status by status: its results files one after the other, in the
+    order its manifest.json lists them."""
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
+    )
+    rows: dict[str, bytes] = {}
+    for result in manifest["Results"]:
+        body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+        rows[result["TaskExecutionStatus"]] = rows.get(result["TaskExecutionStatus"], b"") + body
+    return rows
+
+
+def assert_between_steps(rig: Rig, job_id: str, bucket: str) -> None:
+    """A report stopped at a checkpoint: the job still ending, no manifest.json, nothing in
+    progress, and the claim released for the next step."""
+    s3 = rig.s3()
+    assert rig.service.get(APPID, job_id).status is JobStatus.COMPLETING
+    assert rig.ledger.finalize_checkpoint(job_id) is not None
+    assert not rig.ledger.finalize_claimed(job_id, time.time())
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("Contents", [])]
+    assert not any(key.endswith("manifest.json") for key in keys), keys
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_finalize_past_its_deadline_goes_on_in_steps_to_the_report_of_one_go(rig: Rig) -> None:
+    # GIVEN two Completing jobs over one manifest of 30 copies (3 chunks), 8 of them failing
+    # (their source is missing), one to be finalized in steps and one in one go
+    s3 = rig.s3()
+    src, dst, bucket = new_bucket(s3), new_bucket(s3), new_bucket(s3)
+    keys = [f"dir/o {n:02d}+%" for n in range(TASKS)]
+    for n, key in enumerate(keys):
+        if n % 4:
+            s3.put_object(Bucket=src, Key=key, Body=f"body {n}".encode())
+    etag = put_manifest(s3, src, "m.csv", csv_manifest([(src, key) for key in keys]))
+    stepped, one_go = (
+        run_to_completing(rig, request(src, "m.csv", etag, COPY.format(dst=dst), bucket, token=token))
+        for token in ("stepped", "one-go")
+    )
+    engine = rig.engine(rig.s3())
+    # WHEN one is finalized with its deadline always past, a new finalizer each step
+    steps: list[Finalized] = []
+    while not steps or steps[-1] is Finalized.MORE:
+        if steps:
+            assert_between_steps(rig, stepped, bucket)
+        steps.append(engine.finalize(APPID, stepped, f"step-{len(steps)}", deadline=0.0))
+    assert engine.finalize(APPID, one_go, "one-go") is Finalized.DONE
+    # THEN each step wrote one segment (one chunk) and handed on, the last one ended the job
+    assert steps == [Finalized.MORE, Finalized.MORE, Finalized.DONE]
+    # AND its rows are those of the report written in one go, byte for byte, status by status
+    rows = report_bytes(s3, bucket, stepped)
+    assert rows == report_bytes(s3, bucket, one_go)
+    assert (rows["succeeded"].count(b"\n"), rows["failed"].count(b"\n")) == (22, 8)
+    # AND its manifest.json lists each step's files, succeeded first, under the layout's keys
+    manifest, _ = read_report(s3, bucket, stepped)
+    assert [(r["TaskExecutionStatus"], r["Key"]) for r in manifest["Results"]] == [
+        (status, results_key("reports", stepped, status, n))
+        for status in ("succeeded", "failed")
+        for n in range(3)
+    ]
+    # AND I1-I4 hold, and the ledger is gone
+    for job_id in (stepped, one_go):
+        assert_invariants(
+            s3,
+            JobView.from_job(rig.service.describe(APPID, job_id)),
+            [(src, key, "") for key in keys],
+            copied_to(s3, dst),
+            report_bucket=bucket,
+        )
+        assert_ledger_dropped(rig.ledger, job_id)
+
+
+class Killed(BaseException):
+    """The process running a finalize dies: nothing it would still send goes out."""
+
+
+def big_completing_job(rig: Rig, tasks: int) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """A Completing delete job whose report is about 3 KB a row (keys of 1,016 bytes, 3,036
+    characters URL-encoded), so that a few thousand rows make a multipart upload. Its tasks are
+    recorded as succeeded straight in the ledger: running them would only slow the test."""
+    s3 = rig.s3()
+    bucket = new_bucket(s3)
+    keys = [f"{'é' * 505}-{n:05d}" for n in range(tasks)]
+    etag = put_manifest(s3, bucket, "m.csv", csv_manifest([(bucket, key) for key in keys]))
+    job = rig.service.create(
+        APPID, parse_create_job(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+    )
+    runner = rig.engine(s3)
+    runner.prepare(APPID, job.job_id)
+    runner.activate(APPID, job.job_id)
+    for index in range(rig.service.get(APPID, job.job_id).chunk_count):
+        chunk = rig.ledger.get_chunk(job.job_id, index)
+        assert chunk is not None
+        count = len(decode_chunk(chunk.payload))
+        outcomes = encode_outcomes([TaskOutcome(True, 204, "", "Successful")] * count)
+        rig.ledger.record_segment(job.job_id, Segment(index, 0, count, count, 0, outcomes))
+    runner.settle(APPID, job.job_id)
+    assert rig.service.get(APPID, job.job_id).status is JobStatus.COMPLETING
+    return job.job_id, bucket, [(bucket, key, "") for key in keys]
+
+
+def test_a_step_killed_mid_upload_leaves_its_upload_to_the_next_which_aborts_it_and_finishes(
+    rig: Rig,
+) -> None:
+    # GIVEN a Completing job of 3,000 rows (9 MB of report), a first step already stopped at its
+    # deadline
+    job_id, bucket, manifest_rows = big_completing_job(rig, 3000)
+    s3 = rig.s3()
+    assert rig.engine(s3).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
+    # WHEN the next step, writing the rest in one go, dies as it sends its second part
+    dying_s3 = rig.s3()
+    dead = threading.Event()
+
+    def die(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
+        if "partNumber=2" in req.url:
+            dead.set()
+        if dead.is_set():
+            raise Killed
+        return None
+
+    inject(dying_s3, "*", die)
+    with pytest.raises(Killed):
+        rig.engine(dying_s3).finalize(APPID, job_id, "step-2")
+    # THEN its upload is still in progress, recorded in the report checkpoint
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert len(uploads) == 1
+    stored = rig.ledger.finalize_checkpoint(job_id)
+    assert stored is not None
+    checkpoint = decode_report_checkpoint(stored.state, "reports", job_id)
+    assert [u.upload_id for u in checkpoint.uploads] == [uploads[0]["UploadId"]]
+    # WHEN the next finalize comes, once the dead one's claim has run out
+    ended = time.monotonic() + 30
+    while (done := rig.engine(s3).finalize(APPID, job_id, "step-3")) is Finalized.BUSY:
+        assert time.monotonic() < ended, "the dead step's claim never ran out"
+        time.sleep(0.1)
+    # THEN it aborted the dead step's upload and ended the job with every row once, in order
+    assert done is Finalized.DONE
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    report = assert_invariants(
+        s3,
+        JobView.from_job(rig.service.describe(APPID, job_id)),
+        manifest_rows,
+        listed_nowhere(s3, bucket, "é"),
+        report_bucket=bucket,
+    )
+    assert [row[1] for row in report.rows["succeeded"]] == [
+        row[1] for row in csv_rows(csv_manifest([(b, k) for b, k, _ in manifest_rows]))
+    ]
+    # AND its files are step 1's and step 3's (a small one, then one of two parts)
+    manifest, _ = read_report(s3, bucket, job_id)
+    assert [r["Key"] for r in manifest["Results"]] == [
+        results_key("reports", job_id, "succeeded", n) for n in range(2)
+    ]
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+def csv_rows(body: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(body.decode(), newline="")))
