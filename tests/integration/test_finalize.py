@@ -525,3 +525,27 @@ def test_a_step_killed_mid_upload_leaves_its_upload_to_the_next_which_aborts_it_
 
 def csv_rows(body: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(body.decode(), newline="")))
+
+
+def test_a_report_that_cannot_be_written_in_a_later_step_leaves_no_step_behind(rig: Rig) -> None:
+    # GIVEN a Completing job whose report got one step written
+    job_id, bucket = completing_job(rig)
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
+    s3 = rig.s3()
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 1
+    # WHEN the next step may not write its results
+    denied_s3 = rig.s3()
+    inject(
+        denied_s3,
+        "PutObject",
+        lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
+    )
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "step-2") is Finalized.DONE
+    # THEN the job failed, saying why, its tasks still counted
+    job = rig.service.describe(APPID, job_id)
+    assert (job.status, [f.code for f in job.failure_reasons]) == (JobStatus.FAILED, ["ReportNotWritten"])
+    assert (job.progress.succeeded, job.progress.failed) == (TASKS, 0)
+    # AND the first step's file is gone with the rest: no report object, no upload, no ledger
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_ledger_dropped(rig.ledger, job_id)
