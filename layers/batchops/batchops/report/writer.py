@@ -88,7 +88,8 @@ class ReportAbandonedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReportLocation:
-    """Where a finished report lives; ``rows_written`` has a count for every task status."""
+    """Where a finished report lives; ``rows_written`` has a count for every task status (of the
+    rows this writer added: a report written in steps counts only its last step's)."""
 
     bucket: str
     manifest_key: str
