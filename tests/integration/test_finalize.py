@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -548,4 +548,43 @@ def test_a_report_that_cannot_be_written_in_a_later_step_leaves_no_step_behind(r
     # AND the first step's file is gone with the rest: no report object, no upload, no ledger
     assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+class FlakyCheckpoints:
+    """The ledger, except that it does not take the first report checkpoint sent to it."""
+
+    def __init__(self, ledger: ChunkLedger) -> None:
+        self.ledger = ledger
+        self.refused = 0
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        if not self.refused:
+            self.refused += 1
+            raise StoreUnavailableError("throttled")
+        return self.ledger.advance_finalize(job_id, expected, checkpoint)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+
+def test_a_checkpoint_the_ledger_does_not_take_fails_no_job_and_the_next_step_goes_on(rig: Rig) -> None:
+    # GIVEN a Completing job, and a ledger that does not answer the first checkpoint's write
+    job_id, bucket = completing_job(rig)
+    flaky: Any = FlakyCheckpoints(rig.ledger)
+    # WHEN a step reaches its deadline and cannot store its checkpoint
+    with pytest.raises(StoreUnavailableError):
+        rig.engine(rig.s3(), flaky).finalize(APPID, job_id, "step-1", deadline=0.0)
+    # THEN the job is not failed: still Completing, nothing in progress, the claim given back
+    assert rig.service.get(APPID, job_id).status is JobStatus.COMPLETING
+    assert not rig.ledger.finalize_claimed(job_id, time.time())
+    assert rig.s3().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # AND the next steps write the whole report, once
+    steps = [rig.engine(rig.s3(), flaky).finalize(APPID, job_id, "step-2", deadline=0.0)]
+    while steps[-1] is Finalized.MORE:
+        steps.append(rig.engine(rig.s3()).finalize(APPID, job_id, f"step-{len(steps) + 2}", deadline=0.0))
+    assert steps == [Finalized.MORE, Finalized.MORE, Finalized.DONE]
+    assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)

@@ -107,6 +107,8 @@ class EmbeddedDispatcher:
         ledger, engine = self.ledger, self.engine
         now = engine.clock()
         for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
+            if self._retry_after.get(job_id, 0.0) > now:
+                continue
             if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
                 job_id, partial(self._finalize, appid, job_id, worker)
             ):
@@ -134,7 +136,14 @@ class EmbeddedDispatcher:
         # A step that stops at its deadline leaves the job ending, with its checkpoint: the next
         # step (this loop, or another worker's) goes on from there.
         engine = self.engine
-        engine.finalize(appid, job_id, worker, engine.clock() + engine.settings.finalize_step_seconds)
+        try:
+            engine.finalize(appid, job_id, worker, engine.clock() + engine.settings.finalize_step_seconds)
+        except (StoreError, JobStoreUnavailableError) as exc:
+            # The ledger did not answer: the job goes on from its last checkpoint a little later.
+            log.warning("job %s: finalizing will be retried: %s", job_id, exc)
+            self._retry_after[job_id] = engine.clock() + engine.settings.prepare_retry_seconds
+        else:
+            self._retry_after.pop(job_id, None)
 
     def _prepare(self, appid: str, job_id: str) -> None:
         attempt = self._attempts.get(job_id, 0) + 1

@@ -36,7 +36,7 @@ from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_ro
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
 from batchops.engine.throttle import PrefixThrottle
-from batchops.jobs.errors import JobStateError, NoSuchJobError
+from batchops.jobs.errors import JobStateError, JobStoreUnavailableError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, is_terminal
@@ -67,6 +67,7 @@ from batchops.store.base import (
     FinalizeCheckpoint,
     PrepareCheckpoint,
     Segment,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -384,6 +385,12 @@ class Engine:
             except ReportAbandonedError:
                 log.warning("job %s: finalize claim lost while writing the report; stopped", job_id)
                 return self._claim_lost(appid, job_id, claim)
+            except (StoreError, JobStoreUnavailableError):
+                # The ledger did not answer (a checkpoint not stored, segments not read): not a
+                # reason to fail a job that did its work. Let the next finalize in and try again.
+                claim.stop()
+                claim.release()
+                raise
             except Exception as exc:  # a report that cannot be written fails the job, visibly
                 log.exception("job %s: report not written", job_id)
                 failure = JobFailure(
@@ -473,7 +480,8 @@ class Engine:
                 finally:
                     _close(segments)
                 writer.finish()
-            except ReportAbandonedError:
+            except (ReportAbandonedError, StoreError, JobStoreUnavailableError):
+                # Another finalizer owns the report now, or a next one goes on from the checkpoint.
                 raise
             except Exception:
                 # Files of earlier steps are whole objects no manifest will list: remove them.
