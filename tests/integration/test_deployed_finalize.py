@@ -110,3 +110,28 @@ def test_the_sweep_leaves_a_moving_finalize_alone_and_resumes_a_stalled_one(
     deployment.drive(lambda: deployment.job(job_id).status.value == "Complete", context=no_time_left)
     assert finalizes(deployment) == 5
     assert_whole_report(deployment, s3, job_id, bucket, keys)
+
+
+@pytest.mark.parametrize("deployment", [{"BATCHOPS_SWEEP_STALE_SECONDS": "1"}], indirect=True)
+def test_the_sweep_leaves_a_job_alone_while_a_finalizer_holds_it(
+    deployment: Deployment, s3: S3Client
+) -> None:
+    sweep_event = json.loads((EVENTS / "run_job" / "sweep.json").read_text())
+    job_id, bucket, keys = completing_job(deployment, s3)
+    deployment.sqs.purge_queue(QueueUrl=deployment.queue_url)
+    # GIVEN a Completing job unchanged for the stale time, with no checkpoint yet, whose
+    # finalizer is at work (its claim renewed as it writes its first step)
+    time.sleep(1.1)
+    ledger = deployment.run_job.ledger
+    assert ledger.claim_finalize(job_id, "at-work", time.time(), time.time() + 60)
+    # WHEN the schedule fires THEN nothing is sent
+    assert deployment.run_job.lambda_handler(sweep_event, Context()) == {"swept": []}
+    # WHEN that finalizer dies and its claim runs out THEN the sweep sends a finalize, which ends
+    # the job with its whole report
+    assert ledger.claim_finalize(job_id, "at-work", time.time(), time.time())
+    time.sleep(0.01)
+    assert deployment.run_job.lambda_handler(sweep_event, Context()) == {
+        "swept": [{"jobId": job_id, "action": "finalize"}]
+    }
+    deployment.drive(lambda: deployment.job(job_id).status.value == "Complete", context=no_time_left)
+    assert_whole_report(deployment, s3, job_id, bucket, keys)
