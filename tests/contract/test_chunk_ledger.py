@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchops.store.base import ChunkLedger, ChunkRecord, PrepareCheckpoint, Segment
+from batchops.store.base import ChunkLedger, ChunkRecord, FinalizeCheckpoint, PrepareCheckpoint, Segment
 from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
 from tests.contract.test_job_store import run_together
@@ -109,9 +109,12 @@ def test_drop_forgets_everything_of_the_job(ledger: ChunkLedger) -> None:
     for index in range(30):
         ledger.record_segment(JOB, segment(index, 0, 10))
     assert ledger.hold_chunk(JOB, 7, "w1", now=0.0, until=10.0)
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=10.0)
+    assert ledger.advance_finalize(JOB, None, report_checkpoint(0))
     ledger.drop_chunks(JOB)
     assert (ledger.get_chunk(JOB, 0), list(ledger.segments(JOB)), ledger.progress(JOB)) == (None, [], (0, 0))
     assert (ledger.prepare_checkpoint(JOB), ledger.busy_chunks(JOB, now=0.0)) == (None, 0)
+    assert (ledger.finalize_checkpoint(JOB), ledger.finalize_claimed(JOB, now=0.0)) == (None, False)
     assert [ledger.get_chunk(JOB, n) for n in range(30)] == [None] * 30
     assert ledger.get_chunk("job-other", 0) is not None
 
@@ -202,3 +205,69 @@ def test_a_preparer_still_going_after_its_job_was_dropped_is_refused(ledger: Chu
     ledger.drop_chunks(JOB)
     assert not ledger.advance_prepare(JOB, checkpoint(64), checkpoint(128))
     assert ledger.prepare_checkpoint(JOB) is None
+
+
+def test_segments_can_be_read_from_where_a_report_stopped(ledger: ChunkLedger) -> None:
+    # GIVEN 40 chunks (over every ledger shard), most run as two segments
+    ledger.put_chunks(JOB, chunks(40))
+    recorded = [segment(index, 0, 4) for index in range(40)] + [
+        segment(index, 4, 10) for index in range(0, 40, 3)
+    ]
+    for seg in random.Random(5).sample(recorded, len(recorded)):
+        ledger.record_segment(JOB, seg)
+    ordered = sorted(recorded, key=lambda s: (s.index, s.start))
+    # WHEN they are read from a segment's (index, start), or from between two segments
+    # THEN exactly the segments at or after it come, in order, each with its chunk
+    for at in [(0, 0), (17, 0), (18, 4), (18, 5), (21, 1), (39, 4), (40, 0)]:
+        found = list(ledger.segments(JOB, at))
+        assert [s for s, _ in found] == [s for s in ordered if (s.index, s.start) >= at], at
+        assert all(c == chunks(40)[s.index] for s, c in found)
+
+
+def report_checkpoint(step: int, updated: float = 1.0) -> FinalizeCheckpoint:
+    return FinalizeCheckpoint(step, f'{{"state":{step}}}', updated)
+
+
+def test_a_report_checkpoint_moves_only_from_the_one_its_step_started_at(ledger: ChunkLedger) -> None:
+    # GIVEN a finalizer holding the job, no checkpoint yet
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=100.0)
+    assert ledger.finalize_checkpoint(JOB) is None
+    # WHEN it stores its first one THEN it reads back as written
+    assert ledger.advance_finalize(JOB, None, report_checkpoint(0, updated=1.5))
+    assert ledger.finalize_checkpoint(JOB) == report_checkpoint(0, updated=1.5)
+    # AND a second "first" one, or one from an older step, is refused
+    assert not ledger.advance_finalize(JOB, None, report_checkpoint(0))
+    assert ledger.advance_finalize(JOB, report_checkpoint(0), report_checkpoint(1))
+    assert not ledger.advance_finalize(JOB, report_checkpoint(0), report_checkpoint(1, updated=9.0))
+    assert ledger.finalize_checkpoint(JOB) == report_checkpoint(1)
+    assert ledger.finalize_checkpoint("other-job") is None
+
+
+def test_concurrent_steps_from_one_report_checkpoint_advance_it_once(ledger: ChunkLedger) -> None:
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=100.0)
+    ledger.advance_finalize(JOB, None, report_checkpoint(0))
+    results = run_together(
+        8, lambda n: ledger.advance_finalize(JOB, report_checkpoint(0), report_checkpoint(1, updated=n))
+    )
+    assert results.count(True) == 1, results
+    assert ledger.finalize_checkpoint(JOB) == report_checkpoint(1, updated=results.index(True))
+
+
+def test_a_finalizer_still_going_after_its_job_was_dropped_stores_no_report_checkpoint(
+    ledger: ChunkLedger,
+) -> None:
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=100.0)
+    ledger.advance_finalize(JOB, None, report_checkpoint(0))
+    ledger.drop_chunks(JOB)
+    assert not ledger.advance_finalize(JOB, report_checkpoint(0), report_checkpoint(1))
+    assert not ledger.advance_finalize(JOB, None, report_checkpoint(0))
+    assert ledger.finalize_checkpoint(JOB) is None
+
+
+def test_whether_a_finalizer_is_at_work_is_read_from_its_claim(ledger: ChunkLedger) -> None:
+    assert not ledger.finalize_claimed(JOB, now=0.0)
+    assert ledger.claim_finalize(JOB, "f1", now=0.0, until=100.0)
+    assert ledger.finalize_claimed(JOB, now=50.0)
+    assert not ledger.finalize_claimed(JOB, now=101.0)
+    assert ledger.claim_finalize(JOB, "f1", now=60.0, until=60.0)  # released
+    assert not ledger.finalize_claimed(JOB, now=61.0)

@@ -448,3 +448,29 @@ def test_until_idle_runs_chunks_on_every_worker_and_stops_when_all_is_done(
     job = svc.describe(job_id)
     assert job.findtext("Status") == "Complete"
     assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "12"
+
+
+def test_a_report_is_written_in_steps_the_workers_pick_up_one_after_another(
+    make_service: Callable[..., Service],
+) -> None:
+    from batchops.report.writer import results_key
+
+    # GIVEN workers whose finalize stops at its first chance (steps of 0 s), and a job of four
+    # chunks
+    svc = make_service(engine_settings(chunk_max_tasks=10, finalize_step_seconds=0.0))
+    bucket = new_bucket(svc.s3)
+    keys = [f"logs/{n:02d} +%.log" for n in range(35)]
+    etag = put_manifest(svc.s3, bucket, "m.csv", csv_manifest([(bucket, key) for key in keys]))
+    # WHEN the job runs
+    job_id = svc.create(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+    job = svc.wait(job_id, "Complete", "Failed")
+    # THEN it completes, its report written one chunk a step, each step's rows in a file of its own
+    assert job.findtext("Status") == "Complete", etree.tostring(job)
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "35"
+    manifest, rows = read_report(svc.s3, bucket, job_id)
+    assert [r["Key"] for r in manifest["Results"]] == [
+        results_key("reports", job_id, "succeeded", n) for n in range(4)
+    ]
+    assert [unquote_plus(row[1]) for row in rows["succeeded"]] == keys
+    assert svc.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert svc.store.finalize_checkpoint(job_id) is None

@@ -1,20 +1,27 @@
-"""Finalize on each ledger: a report that cannot be written, and two finalizers on one job.
+"""Finalize on each ledger: a report that cannot be written, two finalizers on one job, and a
+report written in steps.
 
 A report that cannot be written fails the job (ReportNotWritten), leaving nothing half-written.
 A finalizer renews its claim while it writes, so the sweeper's second finalize is refused and
 writes nothing; a finalizer that cannot renew (cut off from the ledger) stops before its next
 write and leaves the other's report whole; one whose job changes status under it stops too.
+A finalize past its deadline stops with a checkpoint and the next one goes on from it, to the
+report one go writes; a step killed mid-upload leaves its upload recorded, and the next step
+aborts it and finishes the report.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -23,14 +30,21 @@ from botocore.config import Config
 
 from batchops.api.create_job import parse_create_job
 from batchops.cli.main import local_service
+from batchops.engine.finalized import Finalized
+from batchops.engine.outcomes import encode_outcomes
 from batchops.engine.phases import FINALIZE_CLAIM_LEASES, Engine
 from batchops.jobs.model import Job
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, RequestedJobStatus
+from batchops.manifest.chunks import decode_chunk
+from batchops.ops.outcome import TaskOutcome
+from batchops.report.checkpoint import decode_report_checkpoint
+from batchops.report.writer import results_key
 from batchops.store.base import (
     ChunkClaim,
     ChunkLedger,
     ChunkRecord,
+    FinalizeCheckpoint,
     PrepareCheckpoint,
     Segment,
     StoreUnavailableError,
@@ -40,6 +54,7 @@ from batchops.store.dynamodb_ledger import DynamoDBLedger
 from batchops.store.sqlite import SQLiteJobStore
 from tests.conftest import new_bucket
 from tests.faults import count_only, inject, s3_error
+from tests.integration.invariants import JobView, assert_invariants, copied_to, listed_nowhere
 from tests.integration.jobs_harness import csv_manifest, engine_settings, put_manifest, read_report, request
 
 if TYPE_CHECKING:
@@ -109,8 +124,8 @@ def completing_job(rig: Rig) -> tuple[str, str]:
     return job.job_id, bucket
 
 
-def finalize_in_thread(engine: Engine, job_id: str, worker: str) -> tuple[threading.Thread, list[bool]]:
-    result: list[bool] = []
+def finalize_in_thread(engine: Engine, job_id: str, worker: str) -> tuple[threading.Thread, list[Finalized]]:
+    result: list[Finalized] = []
     thread = threading.Thread(target=lambda: result.append(engine.finalize(APPID, job_id, worker)))
     thread.start()
     return thread, result
@@ -150,7 +165,7 @@ def test_a_report_that_cannot_be_written_fails_the_job_and_leaves_nothing(rig: R
         lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
     )
     # WHEN it finalizes the job
-    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1")
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "finalizer-1") is Finalized.DONE
     # THEN the job failed, saying why, with its tasks still counted
     job = rig.service.describe(APPID, job_id)
     assert job.status is JobStatus.FAILED
@@ -187,9 +202,9 @@ def test_a_slow_finalizer_keeps_its_claim_and_the_sweepers_second_one_writes_not
     second_result = second.finalize(APPID, job_id, "finalizer-2")
     thread.join(60)
     # THEN the second is refused and sent nothing to S3; the first ends the job with its report
-    assert second_result is False
+    assert second_result is Finalized.BUSY
     assert second_calls.seen == []
-    assert first_result == [True]
+    assert first_result == [Finalized.DONE]
     assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)
 
@@ -213,8 +228,8 @@ class CutOffLedger:
             raise StoreUnavailableError("cut off")
         return self.ledger.claim_finalize(job_id, worker, now, until)
 
-    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        for n, each in enumerate(self.ledger.segments(job_id)):
+    def segments(self, job_id: str, start: tuple[int, int] = (0, 0)) -> Iterator[tuple[Segment, ChunkRecord]]:
+        for n, each in enumerate(self.ledger.segments(job_id, start)):
             if n == 1:
                 self.reading.set()
                 assert self.resume.wait(60)
@@ -222,6 +237,17 @@ class CutOffLedger:
 
     def put_chunks(self, job_id: str, chunks: Sequence[ChunkRecord]) -> None:
         self.ledger.put_chunks(job_id, chunks)
+
+    def finalize_claimed(self, job_id: str, now: float) -> bool:
+        return self.ledger.finalize_claimed(job_id, now)
+
+    def finalize_checkpoint(self, job_id: str) -> FinalizeCheckpoint | None:
+        return self.ledger.finalize_checkpoint(job_id)
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        return self.ledger.advance_finalize(job_id, expected, checkpoint)
 
     def prepare_checkpoint(self, job_id: str) -> PrepareCheckpoint | None:
         return self.ledger.prepare_checkpoint(job_id)
@@ -271,14 +297,14 @@ def test_a_finalizer_that_cannot_renew_stops_before_writing_over_the_next_ones_r
     # WHEN its claim runs out unrenewed and another finalizer takes the job and ends it
     second = rig.engine(rig.s3())
     deadline = time.monotonic() + 30
-    while not second.finalize(APPID, job_id, "finalizer-2"):
+    while second.finalize(APPID, job_id, "finalizer-2") is not Finalized.DONE:
         assert time.monotonic() < deadline, "the first claim never ran out"
         time.sleep(0.1)
     cut_off.resume.set()
     thread.join(60)
     # THEN the first sent nothing to S3, and knows the job is over
     assert first_calls.seen == []
-    assert first_result == [True]
+    assert first_result == [Finalized.DONE]
     # AND the job holds the second's report, whole, and its ledger is gone
     assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)
@@ -307,14 +333,258 @@ def test_a_job_cancelled_while_its_report_is_written_ends_cancelled_with_one_rep
     )
     thread.join(60)
     # THEN the finalizer saw its job change, stopped before its manifest and left it to the next
-    assert first_result == [False]
+    assert first_result == [Finalized.BUSY]
     assert not any(req.url.endswith("manifest.json") for req in calls.seen)
     assert rig.service.get(APPID, job_id).status is JobStatus.CANCELLING
     # AND the next finalize ends it Cancelled, with one whole report
-    assert rig.engine(rig.s3()).finalize(APPID, job_id, f"finalizer-{uuid.uuid4().hex[:6]}")
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, f"finalizer-{uuid.uuid4().hex[:6]}") is Finalized.DONE
     job = rig.service.describe(APPID, job_id)
     assert job.status is JobStatus.CANCELLED
     manifest, rows = read_report(rig.s3(), bucket, job_id)
     assert len(rows["succeeded"]) == TASKS
     assert [r["TaskExecutionStatus"] for r in manifest["Results"]] == ["succeeded"]
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+# --- a report written in steps ----------------------------------------------------------------
+
+COPY = "<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+
+
+def run_to_completing(rig: Rig, body: bytes) -> str:
+    """Create, prepare and run a job, chunk by chunk, until it is Completing."""
+    job = rig.service.create(APPID, parse_create_job(body))
+    runner = rig.engine(rig.s3())
+    runner.prepare(APPID, job.job_id)
+    runner.activate(APPID, job.job_id)
+    for index in range(rig.service.get(APPID, job.job_id).chunk_count):
+        now = time.time()
+        assert rig.ledger.hold_chunk(job.job_id, index, "runner", now, now + 60)
+        chunk = rig.ledger.get_chunk(job.job_id, index)
+        assert chunk is not None
+        runner.run_chunk(ChunkClaim(APPID, job.job_id, chunk, 0), "runner")
+    assert rig.service.get(APPID, job.job_id).status is JobStatus.COMPLETING
+    return job.job_id
+
+
+def report_bytes(s3: S3Client, bucket: str, job_id: str) -> dict[str, bytes]:
+    """A report's rows as bytes, status by status: its results files one after the other, in the
+    order its manifest.json lists them."""
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
+    )
+    rows: dict[str, bytes] = {}
+    for result in manifest["Results"]:
+        body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+        rows[result["TaskExecutionStatus"]] = rows.get(result["TaskExecutionStatus"], b"") + body
+    return rows
+
+
+def assert_between_steps(rig: Rig, job_id: str, bucket: str) -> None:
+    """A report stopped at a checkpoint: the job still ending, no manifest.json, nothing in
+    progress, and the claim released for the next step."""
+    s3 = rig.s3()
+    assert rig.service.get(APPID, job_id).status is JobStatus.COMPLETING
+    assert rig.ledger.finalize_checkpoint(job_id) is not None
+    assert not rig.ledger.finalize_claimed(job_id, time.time())
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("Contents", [])]
+    assert not any(key.endswith("manifest.json") for key in keys), keys
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_finalize_past_its_deadline_goes_on_in_steps_to_the_report_of_one_go(rig: Rig) -> None:
+    # GIVEN two Completing jobs over one manifest of 30 copies (3 chunks), 8 of them failing
+    # (their source is missing), one to be finalized in steps and one in one go
+    s3 = rig.s3()
+    src, dst, bucket = new_bucket(s3), new_bucket(s3), new_bucket(s3)
+    keys = [f"dir/o {n:02d}+%" for n in range(TASKS)]
+    for n, key in enumerate(keys):
+        if n % 4:
+            s3.put_object(Bucket=src, Key=key, Body=f"body {n}".encode())
+    etag = put_manifest(s3, src, "m.csv", csv_manifest([(src, key) for key in keys]))
+    stepped, one_go = (
+        run_to_completing(rig, request(src, "m.csv", etag, COPY.format(dst=dst), bucket, token=token))
+        for token in ("stepped", "one-go")
+    )
+    engine = rig.engine(rig.s3())
+    # WHEN one is finalized with its deadline always past, a new finalizer each step
+    steps: list[Finalized] = []
+    while not steps or steps[-1] is Finalized.MORE:
+        if steps:
+            assert_between_steps(rig, stepped, bucket)
+        steps.append(engine.finalize(APPID, stepped, f"step-{len(steps)}", deadline=0.0))
+    assert engine.finalize(APPID, one_go, "one-go") is Finalized.DONE
+    # THEN each step wrote one segment (one chunk) and handed on, the last one ended the job
+    assert steps == [Finalized.MORE, Finalized.MORE, Finalized.DONE]
+    # AND its rows are those of the report written in one go, byte for byte, status by status
+    rows = report_bytes(s3, bucket, stepped)
+    assert rows == report_bytes(s3, bucket, one_go)
+    assert (rows["succeeded"].count(b"\n"), rows["failed"].count(b"\n")) == (22, 8)
+    # AND its manifest.json lists each step's files, succeeded first, under the layout's keys
+    manifest, _ = read_report(s3, bucket, stepped)
+    assert [(r["TaskExecutionStatus"], r["Key"]) for r in manifest["Results"]] == [
+        (status, results_key("reports", stepped, status, n))
+        for status in ("succeeded", "failed")
+        for n in range(3)
+    ]
+    # AND I1-I4 hold, and the ledger is gone
+    for job_id in (stepped, one_go):
+        assert_invariants(
+            s3,
+            JobView.from_job(rig.service.describe(APPID, job_id)),
+            [(src, key, "") for key in keys],
+            copied_to(s3, dst),
+            report_bucket=bucket,
+        )
+        assert_ledger_dropped(rig.ledger, job_id)
+
+
+class Killed(BaseException):
+    """The process running a finalize dies: nothing it would still send goes out."""
+
+
+def big_completing_job(rig: Rig, tasks: int) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """A Completing delete job whose report is about 3 KB a row (keys of 1,016 bytes, 3,036
+    characters URL-encoded), so that a few thousand rows make a multipart upload. Its tasks are
+    recorded as succeeded straight in the ledger: running them would only slow the test."""
+    s3 = rig.s3()
+    bucket = new_bucket(s3)
+    keys = [f"{'é' * 505}-{n:05d}" for n in range(tasks)]
+    etag = put_manifest(s3, bucket, "m.csv", csv_manifest([(bucket, key) for key in keys]))
+    job = rig.service.create(
+        APPID, parse_create_job(request(bucket, "m.csv", etag, "<COSDeleteObject/>", bucket))
+    )
+    runner = rig.engine(s3)
+    runner.prepare(APPID, job.job_id)
+    runner.activate(APPID, job.job_id)
+    for index in range(rig.service.get(APPID, job.job_id).chunk_count):
+        chunk = rig.ledger.get_chunk(job.job_id, index)
+        assert chunk is not None
+        count = len(decode_chunk(chunk.payload))
+        outcomes = encode_outcomes([TaskOutcome(True, 204, "", "Successful")] * count)
+        rig.ledger.record_segment(job.job_id, Segment(index, 0, count, count, 0, outcomes))
+    runner.settle(APPID, job.job_id)
+    assert rig.service.get(APPID, job.job_id).status is JobStatus.COMPLETING
+    return job.job_id, bucket, [(bucket, key, "") for key in keys]
+
+
+def test_a_step_killed_mid_upload_leaves_its_upload_to_the_next_which_aborts_it_and_finishes(
+    rig: Rig,
+) -> None:
+    # GIVEN a Completing job of 3,000 rows (9 MB of report), a first step already stopped at its
+    # deadline
+    job_id, bucket, manifest_rows = big_completing_job(rig, 3000)
+    s3 = rig.s3()
+    assert rig.engine(s3).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
+    # WHEN the next step, writing the rest in one go, dies as it sends its second part
+    dying_s3 = rig.s3()
+    dead = threading.Event()
+
+    def die(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
+        if "partNumber=2" in req.url:
+            dead.set()
+        if dead.is_set():
+            raise Killed
+        return None
+
+    inject(dying_s3, "*", die)
+    with pytest.raises(Killed):
+        rig.engine(dying_s3).finalize(APPID, job_id, "step-2")
+    # THEN its upload is still in progress, recorded in the report checkpoint
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert len(uploads) == 1
+    stored = rig.ledger.finalize_checkpoint(job_id)
+    assert stored is not None
+    checkpoint = decode_report_checkpoint(stored.state, "reports", job_id)
+    assert [u.upload_id for u in checkpoint.uploads] == [uploads[0]["UploadId"]]
+    # WHEN the next finalize comes, once the dead one's claim has run out
+    ended = time.monotonic() + 30
+    while (done := rig.engine(s3).finalize(APPID, job_id, "step-3")) is Finalized.BUSY:
+        assert time.monotonic() < ended, "the dead step's claim never ran out"
+        time.sleep(0.1)
+    # THEN it aborted the dead step's upload and ended the job with every row once, in order
+    assert done is Finalized.DONE
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    report = assert_invariants(
+        s3,
+        JobView.from_job(rig.service.describe(APPID, job_id)),
+        manifest_rows,
+        listed_nowhere(s3, bucket, "é"),
+        report_bucket=bucket,
+    )
+    assert [row[1] for row in report.rows["succeeded"]] == [
+        row[1] for row in csv_rows(csv_manifest([(b, k) for b, k, _ in manifest_rows]))
+    ]
+    # AND its files are step 1's and step 3's (a small one, then one of two parts)
+    manifest, _ = read_report(s3, bucket, job_id)
+    assert [r["Key"] for r in manifest["Results"]] == [
+        results_key("reports", job_id, "succeeded", n) for n in range(2)
+    ]
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+def csv_rows(body: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(body.decode(), newline="")))
+
+
+def test_a_report_that_cannot_be_written_in_a_later_step_leaves_no_step_behind(rig: Rig) -> None:
+    # GIVEN a Completing job whose report got one step written
+    job_id, bucket = completing_job(rig)
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
+    s3 = rig.s3()
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 1
+    # WHEN the next step may not write its results
+    denied_s3 = rig.s3()
+    inject(
+        denied_s3,
+        "PutObject",
+        lambda req, _n: s3_error(403, "AccessDenied") if "/results/" in req.url else None,
+    )
+    assert rig.engine(denied_s3).finalize(APPID, job_id, "step-2") is Finalized.DONE
+    # THEN the job failed, saying why, its tasks still counted
+    job = rig.service.describe(APPID, job_id)
+    assert (job.status, [f.code for f in job.failure_reasons]) == (JobStatus.FAILED, ["ReportNotWritten"])
+    assert (job.progress.succeeded, job.progress.failed) == (TASKS, 0)
+    # AND the first step's file is gone with the rest: no report object, no upload, no ledger
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="reports/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+class FlakyCheckpoints:
+    """The ledger, except that it does not take the first report checkpoint sent to it."""
+
+    def __init__(self, ledger: ChunkLedger) -> None:
+        self.ledger = ledger
+        self.refused = 0
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        if not self.refused:
+            self.refused += 1
+            raise StoreUnavailableError("throttled")
+        return self.ledger.advance_finalize(job_id, expected, checkpoint)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+
+def test_a_checkpoint_the_ledger_does_not_take_fails_no_job_and_the_next_step_goes_on(rig: Rig) -> None:
+    # GIVEN a Completing job, and a ledger that does not answer the first checkpoint's write
+    job_id, bucket = completing_job(rig)
+    flaky: Any = FlakyCheckpoints(rig.ledger)
+    # WHEN a step reaches its deadline and cannot store its checkpoint
+    with pytest.raises(StoreUnavailableError):
+        rig.engine(rig.s3(), flaky).finalize(APPID, job_id, "step-1", deadline=0.0)
+    # THEN the job is not failed: still Completing, nothing in progress, the claim given back
+    assert rig.service.get(APPID, job_id).status is JobStatus.COMPLETING
+    assert not rig.ledger.finalize_claimed(job_id, time.time())
+    assert rig.s3().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # AND the next steps write the whole report, once
+    steps = [rig.engine(rig.s3(), flaky).finalize(APPID, job_id, "step-2", deadline=0.0)]
+    while steps[-1] is Finalized.MORE:
+        steps.append(rig.engine(rig.s3()).finalize(APPID, job_id, f"step-{len(steps) + 2}", deadline=0.0))
+    assert steps == [Finalized.MORE, Finalized.MORE, Finalized.DONE]
+    assert_one_whole_report(rig, job_id, bucket)
     assert_ledger_dropped(rig.ledger, job_id)

@@ -24,6 +24,7 @@ from batchops.report.writer import (
     ReportAbandonedError,
     ReportLocation,
     ReportWriter,
+    WrittenFile,
     iso_millis,
     results_key,
 )
@@ -493,3 +494,71 @@ def test_a_report_bigger_than_the_writers_memory_streams_in_parts_and_files(
     # status), less than the report itself: memory is set by the part size, not by the rows
     assert measured["peak"] < 3 * MIN_PART_BYTES, measured
     assert total > 3 * MIN_PART_BYTES, (total, measured)
+
+
+def test_writers_one_after_another_make_the_report_of_one_writer(s3: S3Client, bucket: str) -> None:
+    # GIVEN 150,000 rows of both statuses, and their report written by one writer
+    rows = big_rows(150_000)
+    with ReportWriter(
+        s3,
+        bucket,
+        "one-go",
+        JOB_ID,
+        FORMAT,
+        failed_only=False,
+        clock=lambda: CREATED,
+        part_bytes=MIN_PART_BYTES,
+    ) as w:
+        for each in rows:
+            w.add(each)
+        one_go = w.finish()
+    # WHEN three writers write them in turn (as finalize steps do), each completing its files at
+    # the end and handing them to the next, and each upload announced as it is created
+    announced: list[tuple[str, int, str]] = []
+
+    def announce(status: str, number: int, upload_id: str) -> None:
+        key = results_key("steps", JOB_ID, status, number)
+        assert s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts", []) == []
+        announced.append((status, number, upload_id))
+
+    files: tuple[WrittenFile, ...] = ()
+    for start, end in [(0, 100_000), (100_000, 100_010), (100_010, 150_000)]:
+        with ReportWriter(
+            s3,
+            bucket,
+            "steps",
+            JOB_ID,
+            FORMAT,
+            failed_only=False,
+            clock=lambda: CREATED,
+            part_bytes=MIN_PART_BYTES,
+            written=files,
+            on_upload=announce,
+        ) as w:
+            for each in rows[start:end]:
+                w.add(each)
+            if end < len(rows):
+                files = w.complete_files()
+                assert uploads_in_progress(s3, bucket) == []
+                assert f"steps/job-{JOB_ID}/manifest.json" not in all_keys(s3, bucket)
+            else:
+                stepped = w.finish()
+    # THEN the manifest lists each writer's file of each status, succeeded first, in turn
+    assert stepped.result_keys == tuple(
+        results_key("steps", JOB_ID, status, n) for status in ("succeeded", "failed") for n in range(3)
+    )
+
+    # AND each status's rows, file after file, are those of the one writer, byte for byte
+    def status_bytes(location: ReportLocation) -> dict[str, bytes]:
+        manifest = read_json(s3, bucket, location.manifest_key)
+        out: dict[str, bytes] = {}
+        for result in manifest["Results"]:
+            body = s3.get_object(Bucket=bucket, Key=result["Key"])["Body"].read()
+            assert hashlib.md5(body).hexdigest() == result["MD5Checksum"], result["Key"]
+            out[result["TaskExecutionStatus"]] = out.get(result["TaskExecutionStatus"], b"") + body
+        return out
+
+    assert status_bytes(stepped) == status_bytes(one_go)
+    # AND the one file bigger than a part (the first writer's succeeded rows) was announced
+    assert [(status, number) for status, number, _ in announced] == [("succeeded", 0)]
+    assert uploads_in_progress(s3, bucket) == []

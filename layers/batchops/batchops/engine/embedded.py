@@ -1,7 +1,8 @@
 """The in-process dispatcher: worker threads that take work from the SQLite ledger.
 
-Each worker loops over the kinds of work in order of urgency: finish jobs that are ending,
-prepare new jobs, start ready ones, run the highest-priority chunk it can lease, and settle
+Each worker loops over the kinds of work in order of urgency: finish jobs that are ending (a
+long report in steps of ``finalize_step_seconds``, each ending with a checkpoint the next step
+goes on from), prepare new jobs, start ready ones, run the highest-priority chunk it can lease, and settle
 active jobs whose chunks are all accounted for. Leases make it safe to run several processes
 on one store, and to restart: a chunk held by a dead worker is taken again when its lease
 expires, and jobs left Preparing by a process that is gone are prepared again at start.
@@ -106,8 +107,10 @@ class EmbeddedDispatcher:
         ledger, engine = self.ledger, self.engine
         now = engine.clock()
         for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
+            if self._retry_after.get(job_id, 0.0) > now:
+                continue
             if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
-                job_id, partial(engine.finalize, appid, job_id, worker)
+                job_id, partial(self._finalize, appid, job_id, worker)
             ):
                 return True
         for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
@@ -128,6 +131,19 @@ class EmbeddedDispatcher:
             if engine.service.get(appid, job_id).status is not before:
                 return True
         return False
+
+    def _finalize(self, appid: str, job_id: str, worker: str) -> None:
+        # A step that stops at its deadline leaves the job ending, with its checkpoint: the next
+        # step (this loop, or another worker's) goes on from there.
+        engine = self.engine
+        try:
+            engine.finalize(appid, job_id, worker, engine.clock() + engine.settings.finalize_step_seconds)
+        except (StoreError, JobStoreUnavailableError) as exc:
+            # The ledger did not answer: the job goes on from its last checkpoint a little later.
+            log.warning("job %s: finalizing will be retried: %s", job_id, exc)
+            self._retry_after[job_id] = engine.clock() + engine.settings.prepare_retry_seconds
+        else:
+            self._retry_after.pop(job_id, None)
 
     def _prepare(self, appid: str, job_id: str) -> None:
         attempt = self._attempts.get(job_id, 0) + 1

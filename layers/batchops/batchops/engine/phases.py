@@ -8,12 +8,16 @@
 - ``run_chunk``: run a leased chunk's tasks from where its segments stop; record the outcomes as
   one segment (exactly once, whatever the redelivery); then ``settle`` the job: Completing when
   every task is accounted for, Failing past the failure threshold.
-- ``finalize``: write the report from the segments, then Complete, Failed or Cancelled.
+- ``finalize``: write the report from the segments, then Complete, Failed or Cancelled. A report
+  too long for one invocation is written in steps: past its deadline a finalize completes the
+  results files it has open, stores a checkpoint (the next segment, the counts so far, the files
+  written) and hands on; the next finalize goes on from there.
 
 Every phase may run again after a crash or a duplicate delivery: prepare stores the same chunks
 and advances its checkpoint only from the one it started at (a duplicate preparer that loses that
-race stops), a segment that already stands wins over a rerun, the report overwrites its own keys,
-and every status change is compare-and-set.
+race stops), a segment that already stands wins over a rerun, the report overwrites its own keys
+and its checkpoint moves only from the one its step started at, and every status change is
+compare-and-set.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from batchops.engine.finalized import Finalized
 from batchops.engine.job_clients import JobClients, JobRoleError, LeanClients, SharedClients
 from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
 from batchops.engine.throttle import PrefixThrottle
-from batchops.jobs.errors import JobStateError, NoSuchJobError
+from batchops.jobs.errors import JobStateError, JobStoreUnavailableError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
 from batchops.jobs.service import JobService
 from batchops.jobs.status import JobStatus, is_terminal
@@ -46,8 +51,25 @@ from batchops.manifest.resources import parse_bucket, parse_object
 from batchops.manifest.row_blocks import RowBlock
 from batchops.manifest.source import inventory_file_opener, open_manifest, read_small_object
 from batchops.manifest.tasks import ManifestError
-from batchops.report.writer import ReportAbandonedError, ReportWriter
-from batchops.store.base import ChunkClaim, ChunkLedger, ChunkRecord, PrepareCheckpoint, Segment
+from batchops.report.checkpoint import (
+    START as REPORT_START,
+)
+from batchops.report.checkpoint import (
+    PendingUpload,
+    ReportCheckpoint,
+    decode_report_checkpoint,
+    encode_report_checkpoint,
+)
+from batchops.report.writer import ReportAbandonedError, ReportWriter, results_key
+from batchops.store.base import (
+    ChunkClaim,
+    ChunkLedger,
+    ChunkRecord,
+    FinalizeCheckpoint,
+    PrepareCheckpoint,
+    Segment,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -322,91 +344,229 @@ class Engine:
 
     # --- finalize ---------------------------------------------------------------------------------
 
-    def finalize(self, appid: str, job_id: str, worker: str) -> bool:
+    def finalize(self, appid: str, job_id: str, worker: str, deadline: float | None = None) -> Finalized:
         """Write the report of a Completing, Failing or Cancelling job and end it.
 
-        Only one finalizer works on a job at a time; False if another one holds it, or if this one
-        lost its claim while writing (it stopped before writing over the other's report). A job
-        that ended without finalizing (cancelled before it ran) just has its ledger dropped.
+        Only one finalizer works on a job at a time: BUSY if another one holds it, or if this one
+        lost its claim while writing (it stopped before writing over the other's report). Past
+        ``deadline`` (clock time; None: never) it stops at the next segment with a checkpoint in
+        the ledger and answers MORE, for another call to go on from. A job that ended without
+        finalizing (cancelled before it ran) just has its ledger dropped.
         """
         job = self.service.get(appid, job_id)
         final = _FINAL.get(job.status)
         if final is None:
             if job.status in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
                 self.ledger.drop_chunks(job_id)
-            return True
+            return Finalized.DONE
         claim = _FinalizeClaim(self, job, worker)
         if not claim.take():
-            return False
+            return Finalized.BUSY
         claim.start()
         try:
-            failure = None
-            report = job.spec.report
-            counts = self.ledger.progress(job_id)
-            if report.enabled and report.bucket is not None:
-                try:
-                    # The counts come from the same segments as the rows, so they always agree.
-                    counts = self._write_report(job, parse_bucket(report.bucket).bucket, claim.held)
-                except ReportAbandonedError:
-                    log.warning("job %s: finalize claim lost while writing the report; stopped", job_id)
-                    return self._claim_lost(appid, job_id, claim)
-                except Exception as exc:  # a report that cannot be written fails the job, visibly
-                    log.exception("job %s: report not written", job_id)
-                    failure = JobFailure(
-                        "ReportNotWritten", f"The completion report could not be written: {exc}"[:256]
-                    )
-                    if final is JobStatus.COMPLETE:
-                        final = JobStatus.FAILED
-            if not claim.held():
-                return self._claim_lost(appid, job_id, claim)
-            reason = {
-                JobStatus.COMPLETE: "Job complete",
-                JobStatus.FAILED: job.status_update_reason or "Job failed",
-                JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
-            }[final]
-            try:
-                self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
-            except JobStateError:
-                return True
+            return self._finalize_claimed(job, final, claim, deadline)
         finally:
             claim.stop()
-        self.ledger.drop_chunks(job_id)
-        return True
 
-    def _claim_lost(self, appid: str, job_id: str, claim: _FinalizeClaim) -> bool:
+    def _finalize_claimed(
+        self, job: Job, final: JobStatus, claim: _FinalizeClaim, deadline: float | None
+    ) -> Finalized:
+        appid, job_id = job.appid, job.job_id
+        failure = None
+        report = job.spec.report
+        counts = self.ledger.progress(job_id)
+        if report.enabled and report.bucket is not None:
+            try:
+                # The counts come from the same segments as the rows, so they always agree.
+                written = self._write_report(job, parse_bucket(report.bucket).bucket, claim, deadline)
+            except ReportAbandonedError:
+                log.warning("job %s: finalize claim lost while writing the report; stopped", job_id)
+                return self._claim_lost(appid, job_id, claim)
+            except (StoreError, JobStoreUnavailableError):
+                # The ledger did not answer (a checkpoint not stored, segments not read): not a
+                # reason to fail a job that did its work. Let the next finalize in and try again.
+                claim.stop()
+                claim.release()
+                raise
+            except Exception as exc:  # a report that cannot be written fails the job, visibly
+                log.exception("job %s: report not written", job_id)
+                failure = JobFailure(
+                    "ReportNotWritten", f"The completion report could not be written: {exc}"[:256]
+                )
+                if final is JobStatus.COMPLETE:
+                    final = JobStatus.FAILED
+            else:
+                if written is None:
+                    # The deadline came first; the checkpoint is stored: let the next step in.
+                    claim.stop()
+                    claim.release()
+                    return Finalized.MORE
+                counts = written
+        if not claim.held():
+            return self._claim_lost(appid, job_id, claim)
+        reason = {
+            JobStatus.COMPLETE: "Job complete",
+            JobStatus.FAILED: job.status_update_reason or "Job failed",
+            JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
+        }[final]
+        try:
+            self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
+        except JobStateError:
+            return Finalized.DONE
+        claim.stop()  # no renewal may put the claim back after the drop
+        self.ledger.drop_chunks(job_id)
+        return Finalized.DONE
+
+    def _claim_lost(self, appid: str, job_id: str, claim: _FinalizeClaim) -> Finalized:
         """After losing the finalize claim: done if another finalizer ended the job, else not yet."""
         claim.stop()  # no renewal may follow the drop or the release below
         if is_terminal(self.service.get(appid, job_id).status):
             # The winner dropped the ledger; a renewal racing that drop may have put our claim
             # back, so drop again (it is idempotent).
             self.ledger.drop_chunks(job_id)
-            return True
+            return Finalized.DONE
         claim.release()
-        return False
+        return Finalized.BUSY
 
-    def _write_report(self, job: Job, bucket: str, may_write: Callable[[], bool]) -> tuple[int, int]:
-        """Write the report; the (succeeded, failed) counts of the rows it covers."""
+    def _write_report(
+        self, job: Job, bucket: str, claim: _FinalizeClaim, deadline: float | None
+    ) -> tuple[int, int] | None:
+        """Write the report from its checkpoint on; the (succeeded, failed) counts of all its rows
+        once it is whole, or None if it stopped at ``deadline`` with a checkpoint in the ledger.
+
+        A step stops only after writing at least one segment, at a segment's start, so every step
+        moves the report on. It completes every file it has open first, so the checkpoint needs
+        no upload or MD5 state to cross into the next step.
+        """
         report = job.spec.report
+        s3 = self.clients.s3_for(job)
+        steps = _ReportSteps(self, job, claim)
+        at = steps.reached
+        steps.abort_dead_uploads(s3, bucket)
         with ReportWriter(
-            self.clients.s3_for(job),
+            s3,
             bucket,
             report.prefix,
             job.job_id,
             report.format.value,
             failed_only=report.scope.value == "FailedTasksOnly",
-            may_write=may_write,
+            may_write=claim.held,
+            written=at.files,
+            on_upload=steps.started_upload,
         ) as writer:
-            chunk_index, tasks = -1, []
-            succeeded = failed = 0
-            for segment, chunk in self.ledger.segments(job.job_id):
-                if chunk.index != chunk_index:
-                    chunk_index, tasks = chunk.index, decode_chunk(chunk.payload)
-                for row in report_rows(tasks, segment.start, decode_outcomes(segment.results)):
-                    writer.add(row)
-                succeeded += segment.succeeded
-                failed += segment.failed
-            writer.finish()
+            try:
+                chunk_index, tasks = -1, []
+                succeeded, failed = at.succeeded, at.failed
+                wrote = False
+                segments = self.ledger.segments(job.job_id, (at.next_index, at.next_start))
+                try:
+                    for segment, chunk in segments:
+                        if wrote and deadline is not None and self.clock() >= deadline:
+                            files = writer.complete_files()
+                            steps.store(
+                                ReportCheckpoint(segment.index, segment.start, succeeded, failed, files)
+                            )
+                            return None
+                        if chunk.index != chunk_index:
+                            chunk_index, tasks = chunk.index, decode_chunk(chunk.payload)
+                        for row in report_rows(tasks, segment.start, decode_outcomes(segment.results)):
+                            writer.add(row)
+                        succeeded += segment.succeeded
+                        failed += segment.failed
+                        wrote = True
+                finally:
+                    _close(segments)
+                writer.finish()
+            except (ReportAbandonedError, StoreError, JobStoreUnavailableError):
+                # Another finalizer owns the report now, or a next one goes on from the checkpoint.
+                raise
+            except Exception:
+                # Files of earlier steps are whole objects no manifest will list: remove them.
+                self._discard(s3, bucket, job.job_id, [f.key for f in writer.written_files])
+                raise
         return succeeded, failed
+
+    def _discard(self, s3: S3Client, bucket: str, job_id: str, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            try:
+                s3.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": [{"Key": key} for key in keys[start : start + 1000]], "Quiet": True},
+                )
+            except Exception:  # best effort: the report has failed already
+                log.warning("job %s: results files of an unwritten report not deleted", job_id, exc_info=True)
+
+
+def _close(iterator: object) -> None:
+    """Close a generator left before its end (a ledger query or cursor it holds)."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+class _ReportSteps:
+    """A finalize step's view of the report checkpoint: where it starts, and its stores.
+
+    Every store is compare-and-set on the step counter of the one read at the start, and made
+    only while the finalize claim is held: a finalizer overtaken by another, or that lost its
+    claim, stops (``ReportAbandonedError``) without moving the checkpoint. A multipart upload is
+    recorded as soon as it is created, so that if this step dies the next one aborts it.
+    """
+
+    def __init__(self, engine: Engine, job: Job, claim: _FinalizeClaim) -> None:
+        self.engine = engine
+        self.job = job
+        self.claim = claim
+        self.stored = engine.ledger.finalize_checkpoint(job.job_id)
+        self.reached = (
+            REPORT_START
+            if self.stored is None
+            else decode_report_checkpoint(self.stored.state, job.spec.report.prefix, job.job_id)
+        )
+        self._uploads: list[PendingUpload] = list(self.reached.uploads)
+
+    def abort_dead_uploads(self, s3: S3Client, bucket: str) -> None:
+        """Abort the uploads a step that died left in progress (one that was completed meanwhile
+        answers NoSuchUpload); those that could not be aborted stay recorded for the next step."""
+        if not self._uploads:
+            return
+        if not self.claim.held():
+            raise ReportAbandonedError(f"report of job {self.job.job_id}: told to stop writing")
+        left = []
+        for upload in self._uploads:
+            key = results_key(self.job.spec.report.prefix, self.job.job_id, upload.status, upload.number)
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload.upload_id)
+            except Exception as exc:
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") != "NoSuchUpload":
+                    log.warning("report upload %s of %s not aborted", upload.upload_id, key, exc_info=True)
+                    left.append(upload)
+        self._uploads = left
+
+    def started_upload(self, status: str, number: int, upload_id: str) -> None:
+        self._uploads.append(PendingUpload(status, number, upload_id))
+        at = self.reached
+        self.store(
+            ReportCheckpoint(
+                at.next_index, at.next_start, at.succeeded, at.failed, at.files, tuple(self._uploads)
+            ),
+            moves=False,
+        )
+
+    def store(self, checkpoint: ReportCheckpoint, moves: bool = True) -> None:
+        """Store ``checkpoint`` (``moves``: the report got there; else only uploads were added)."""
+        if not self.claim.held():
+            raise ReportAbandonedError(f"report of job {self.job.job_id}: told to stop writing")
+        step = FinalizeCheckpoint(
+            step=0 if self.stored is None else self.stored.step + 1,
+            state=encode_report_checkpoint(checkpoint),
+            updated=self.engine.clock(),
+        )
+        if not self.engine.ledger.advance_finalize(self.job.job_id, self.stored, step):
+            raise ReportAbandonedError(f"report of job {self.job.job_id}: another finalizer moved on")
+        self.stored = step
+        if moves:
+            self.reached = checkpoint
 
 
 FINALIZE_CLAIM_LEASES = 5

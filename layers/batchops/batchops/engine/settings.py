@@ -40,6 +40,10 @@ class EngineSettings:
     prepare_attempts: int = 12
     prepare_retry_seconds: float = 5.0
     """A manifest that does not answer is tried this often, this far apart (embedded), then the job fails."""
+    finalize_step_seconds: float = 600.0
+    """Embedded: a finalize writing a long report stops after about this long with a checkpoint,
+    and the next step goes on from it (so a killed process loses at most one step). Deployed,
+    the Lambda deadline less ``BATCHOPS_DEADLINE_MARGIN_SECONDS`` sets the step instead."""
     copy: CopySettings = field(default_factory=CopySettings)
     s3_client: str = "lean"
     """``lean``: copy, head, delete and restore calls go through batchops.s3fast (boto3's semantics

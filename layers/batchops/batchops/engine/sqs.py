@@ -11,7 +11,9 @@ Ready                          ``activate`` (Ready -> Active)
 Active                         ``fanout`` from chunk 0: sends ``chunk`` messages, 1,000
                                per fanout, and a fanout for the rest
 Completing, Failing,           ``finalize`` (delayed for Cancelling, so running chunks see
-Cancelling                     the status and stop; it waits again while any still runs)
+Cancelling                     the status and stop; it waits again while any still runs);
+                               a finalize that reaches its deadline stores a checkpoint
+                               and sends another ``finalize`` (ids only)
 =============================  ==========================================================
 
 A ``chunk`` message names (chunk, start). Its worker runs the tasks from ``start`` until done or
@@ -28,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from batchops.engine.finalized import Finalized
 from batchops.jobs.model import Job
 from batchops.jobs.status import JobStatus, is_terminal
 from batchops.store.base import ChunkClaim
@@ -163,7 +166,7 @@ class SqsWorker:
         elif message.kind == "chunk":
             self._chunk(message, worker, remaining_ms)
         else:
-            self._finalize(message, worker)
+            self._finalize(message, worker, remaining_ms)
 
     def _prepare(self, message: WorkMessage, remaining_ms: Callable[[], int], receive_count: int) -> None:
         engine = self.engine
@@ -215,10 +218,17 @@ class SqsWorker:
         elif not ran:  # (run_chunk settles the job itself)
             engine.settle(message.appid, message.job_id)
 
-    def _finalize(self, message: WorkMessage, worker: str) -> None:
+    def _finalize(self, message: WorkMessage, worker: str, remaining_ms: Callable[[], int]) -> None:
         engine = self.engine
-        if engine.ledger.busy_chunks(message.job_id, engine.clock()) > 0 or not engine.finalize(
-            message.appid, message.job_id, worker
-        ):
-            # Chunks still running, or another finalizer at work: look again a little later.
+        if engine.ledger.busy_chunks(message.job_id, engine.clock()) > 0:
+            # Chunks still running: look again a little later.
+            self.dispatcher.send([message], delay_seconds=FINALIZE_RETRY_SECONDS)
+            return
+        deadline = engine.clock() + remaining_ms() / 1000 - self.deadline_margin
+        done = engine.finalize(message.appid, message.job_id, worker, deadline)
+        if done is Finalized.MORE:
+            # The deadline came first: the checkpoint is in the ledger, the next message goes on.
+            self.dispatcher.send([replace_kind(message, "finalize")])
+        elif done is Finalized.BUSY:
+            # Another finalizer at work: look again a little later.
             self.dispatcher.send([message], delay_seconds=FINALIZE_RETRY_SECONDS)

@@ -7,8 +7,11 @@ for a while (the table's sparse "Open" index) and sends again what each one wait
 message is safe to repeat, so a sweep that guesses wrong costs a little work, never a second
 count. A Preparing job does not change while a long manifest is planned over several messages, so
 it is left alone while its prepare checkpoint has moved within the stale time: a second preparer
-would only lose the race for the checkpoint and stop. It also fails jobs left Suspended for more
-than 30 days, as S3 Batch Operations does.
+would only lose the race for the checkpoint and stop. A Completing, Failing or Cancelling job
+does not change either while its report is written over several finalize steps, so it is left
+alone while a finalizer holds its claim (renewed as it writes) or its report checkpoint has moved
+within the stale time. It also fails jobs left Suspended for more than 30 days, as S3 Batch
+Operations does.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Sweeper:
             kind = _SENDS.get(job.status)
             if job.status is JobStatus.PREPARING and self._preparing_moves(job.job_id, now):
                 continue
+            if kind == "finalize" and self._finalizing_moves(job.job_id, now):
+                continue
             if kind is not None:
                 self._dispatcher.send([WorkMessage(kind, job.appid, job.job_id)])
                 done.append(Swept(job.job_id, kind))
@@ -111,4 +116,11 @@ class Sweeper:
 
     def _preparing_moves(self, job_id: str, now: float) -> bool:
         checkpoint = self._engine.ledger.prepare_checkpoint(job_id)
+        return checkpoint is not None and checkpoint.updated > now - self._stale
+
+    def _finalizing_moves(self, job_id: str, now: float) -> bool:
+        ledger = self._engine.ledger
+        if ledger.finalize_claimed(job_id, now):
+            return True  # a finalizer is at work: a second one would only be refused
+        checkpoint = ledger.finalize_checkpoint(job_id)
         return checkpoint is not None and checkpoint.updated > now - self._stale

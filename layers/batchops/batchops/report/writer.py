@@ -24,6 +24,15 @@ Why the names are what they are:
 - MD5Checksum is the MD5 of the bytes we uploaded, as S3 gives it, not the object's ETag (which
   for a multipart upload is not an MD5 of the content).
 
+A report too long for one invocation is written in steps (``Engine.finalize`` with a deadline):
+``complete_files`` completes every file in progress at a clean point, and a writer made for the
+next step with ``written`` (the files completed so far) numbers its files on after them. So no
+file, upload or running MD5 ever spans two steps: a step's files are whole when it stops, and
+the last step's ``finish`` lists every step's files in manifest.json. ``on_upload`` is told of
+each multipart upload as it is created (status, file number, upload id), before its first part,
+so that the finalizer can record it and a successor abort it if this writer dies with it in
+progress.
+
 A report that cannot be written leaves no multipart upload behind: every failure aborts the
 uploads in progress. ``may_write`` is asked before every request that writes: the finalizer
 passes whether it still holds its job, so a finalizer that lost the job to another one stops
@@ -39,7 +48,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -79,7 +88,8 @@ class ReportAbandonedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReportLocation:
-    """Where a finished report lives; ``rows_written`` has a count for every task status."""
+    """Where a finished report lives; ``rows_written`` has a count for every task status (of the
+    rows this writer added: a report written in steps counts only its last step's)."""
 
     bucket: str
     manifest_key: str
@@ -123,6 +133,17 @@ def _always() -> bool:
 def _content_md5(data: io.BytesIO) -> str:
     with data.getbuffer() as view:
         return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """A completed results file: its status, its number among the status's files, its key and
+    the MD5 (hex) of its whole content."""
+
+    status: str
+    number: int
+    key: str
+    md5: str
 
 
 @dataclass(eq=False)
@@ -169,6 +190,8 @@ class ReportWriter:
         part_bytes: int = PART_BYTES,
         file_bytes: int = FILE_BYTES,
         may_write: Callable[[], bool] = _always,
+        written: Sequence[WrittenFile] = (),
+        on_upload: Callable[[str, int, str], None] | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("the report bucket must not be empty")
@@ -195,8 +218,13 @@ class ReportWriter:
         # otherwise (an endpoint configured "when_required") each part carries its Content-MD5.
         # (getattr: botocore-stubs do not know the setting yet.)
         self._crc32 = getattr(s3_client.meta.config, "request_checksum_calculation", None) == "when_supported"
+        self._on_upload = on_upload
         self._open: dict[str, _ResultsFile] = {}
-        self._written: list[_ResultsFile] = []
+        # Files completed by earlier steps of the same report, then by this writer.
+        self._written: list[WrittenFile] = list(written)
+        self._next_number = dict.fromkeys(TASK_STATUSES, 0)
+        for done in self._written:
+            self._next_number[done.status] = max(self._next_number[done.status], done.number + 1)
         self._rows = dict.fromkeys(TASK_STATUSES, 0)
         self._finishing = False
         self._broken = False
@@ -241,11 +269,7 @@ class ReportWriter:
             raise RuntimeError("the writer is closed or failed; its rows are gone")
         self._finishing = True
         with self._aborting():
-            for status in TASK_STATUSES:
-                results = self._open.get(status)
-                if results is not None:
-                    self._complete(results)
-                    del self._open[status]
+            self._complete_open()
             order = {status: n for n, status in enumerate(TASK_STATUSES)}
             written = sorted(self._written, key=lambda f: (order[f.status], f.number))
             body = self._manifest_body(
@@ -253,7 +277,7 @@ class ReportWriter:
                     {
                         "TaskExecutionStatus": f.status,
                         "Bucket": self._bucket,
-                        "MD5Checksum": f.md5.hexdigest(),
+                        "MD5Checksum": f.md5,
                         "Key": f.key,
                     }
                     for f in written
@@ -279,6 +303,21 @@ class ReportWriter:
         )
         return self._location
 
+    def complete_files(self) -> tuple[WrittenFile, ...]:
+        """Complete every results file in progress (a clean point to stop at); every file
+        completed so far, this writer's and those it was given. Rows added after go to new files,
+        numbered on."""
+        if self._finishing or self._broken:
+            raise RuntimeError("files cannot be completed after finish() or once the writer is closed")
+        with self._aborting():
+            self._complete_open()
+        return tuple(self._written)
+
+    @property
+    def written_files(self) -> tuple[WrittenFile, ...]:
+        """The results files completed so far (those given, then this writer's)."""
+        return tuple(self._written)
+
     def close(self) -> None:
         """Abort the uploads still in progress (none after a successful finish); safe to repeat."""
         if self._location is None:
@@ -288,7 +327,17 @@ class ReportWriter:
     # --- one results file -------------------------------------------------------------------------
 
     def _new_file(self, status: str, number: int) -> _ResultsFile:
+        # A status's first file of this writer comes after the files of the steps before it.
+        number = max(number, self._next_number[status])
+        self._next_number[status] = number + 1
         return _ResultsFile(status, number, results_key(self._prefix, self._job_id, status, number))
+
+    def _complete_open(self) -> None:
+        for status in TASK_STATUSES:
+            results = self._open.get(status)
+            if results is not None:
+                self._complete(results)
+                del self._open[status]
 
     def _send_part(self, results: _ResultsFile) -> None:
         self._check_may_write()
@@ -298,6 +347,8 @@ class ReportWriter:
                 Bucket=self._bucket, Key=results.key, ContentType=RESULTS_CONTENT_TYPE, **crc32
             )
             results.upload_id = created["UploadId"]
+            if self._on_upload is not None:
+                self._on_upload(results.status, results.number, results.upload_id)
             self._check_may_write()
         body, results.buffer = results.buffer, io.BytesIO()
         body.seek(0)
@@ -341,7 +392,8 @@ class ReportWriter:
             )
             results.upload_id = None
         results.buffer = io.BytesIO()
-        self._written.append(results)
+        done = WrittenFile(results.status, results.number, results.key, results.md5.hexdigest())
+        self._written.append(done)
 
     # --- failure --------------------------------------------------------------------------------
 

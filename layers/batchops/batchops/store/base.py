@@ -154,6 +154,21 @@ class PrepareCheckpoint:
     updated: float
 
 
+@dataclass(frozen=True)
+class FinalizeCheckpoint:
+    """How far writing a job's report has got, so that finalize can stop before a deadline and
+    the next finalize go on from there.
+
+    ``step``: how many times it was stored (each store is compare-and-set on it). ``state``: where
+    the report stands (encoded by the report layer; opaque to the store). ``updated``: when it was
+    written (the sweeper leaves a finalize that is moving alone).
+    """
+
+    step: int
+    state: str
+    updated: float
+
+
 class ChunkLedger(Protocol):
     """Chunks of a prepared job, their leases, and the segments that account for their tasks.
 
@@ -202,8 +217,9 @@ class ChunkLedger(Protocol):
     def progress(self, job_id: str) -> tuple[int, int]:
         """(succeeded, failed) over the job's recorded segments."""
 
-    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        """Every recorded segment with its chunk, in manifest order."""
+    def segments(self, job_id: str, start: tuple[int, int] = (0, 0)) -> Iterator[tuple[Segment, ChunkRecord]]:
+        """Every recorded segment with its chunk, in manifest order, from ``start`` on: the
+        segments whose (index, start) is at or after it (a finalize resuming at its checkpoint)."""
 
     def busy_chunks(self, job_id: str, now: float) -> int:
         """Chunks of the job leased right now."""
@@ -211,8 +227,21 @@ class ChunkLedger(Protocol):
     def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
         """Become the one finalizer of a job until ``until`` (unless another one's claim holds)."""
 
+    def finalize_claimed(self, job_id: str, now: float) -> bool:
+        """Whether a finalizer's claim on the job holds at ``now`` (one is at work)."""
+
+    def finalize_checkpoint(self, job_id: str) -> FinalizeCheckpoint | None:
+        """How far writing the job's report has got; None before its first checkpoint."""
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        """Store ``checkpoint`` if the stored one is still ``expected`` (None: none yet), compared
+        by ``step``. False if another finalizer moved it first, or the ledger was dropped: the
+        caller has been overtaken and stops."""
+
     def drop_chunks(self, job_id: str) -> None:
-        """Forget a finished job's chunks, segments, claims and prepare checkpoint."""
+        """Forget a finished job's chunks, segments, claims and prepare and finalize checkpoints."""
 
 
 class WorkerLedger(ChunkLedger, Protocol):

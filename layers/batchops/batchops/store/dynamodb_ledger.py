@@ -9,6 +9,8 @@ pk                                     sk                            holds
 ``LEDGER#<job_id>``                    ``FINALIZE``                  worker, until: the job's finalizer
 ``LEDGER#<job_id>``                    ``PREPARE``                   next_index, next_ordinal, position,
                                                                      done, updated: prepare's checkpoint
+``LEDGER#<job_id>``                    ``REPORT``                    step, state, updated: finalize's
+                                                                     checkpoint (how far the report is)
 ``PROGRESS#<job_id>#<shard>``          ``PROGRESS``                  succeeded, failed (ADD)
 =====================================  ============================  =================================
 
@@ -20,7 +22,9 @@ shard count spreads both evenly, so a job's ledger takes ``LEDGER_SHARDS`` times
 key (see docs/SCALE.md §3). Everything about one chunk stays in one partition, so the segment
 transaction's ConditionCheck and a chunk's segments are in the chunk's own shard. The job-wide
 items stay unsharded: the finalize claim is written once per finalize attempt, the prepare
-checkpoint once per ``CHUNKS_PER_WRITE`` chunks (a few times a second at most).
+checkpoint once per ``CHUNKS_PER_WRITE`` chunks (a few times a second at most), the report
+checkpoint once per finalize step and once per results file started. (A ledger written before
+the ``REPORT`` item existed simply has none: its finalize starts from the first segment.)
 
 What needs every chunk reads every shard: ``segments`` queries each shard in sort-key order and
 merges them by (index, start), holding a page of chunks and one of segments per shard;
@@ -43,7 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from batchops.store.base import ChunkRecord, PrepareCheckpoint, Segment, StoreUnavailableError
+from batchops.store.base import (
+    ChunkRecord,
+    FinalizeCheckpoint,
+    PrepareCheckpoint,
+    Segment,
+    StoreUnavailableError,
+)
 from batchops.store.dynamodb import unavailable_on_error
 
 if TYPE_CHECKING:
@@ -59,6 +69,10 @@ _BATCH_WRITE = 25
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
 _PREPARE = "PREPARE"
+_REPORT = "REPORT"
+_FINALIZE = "FINALIZE"
+_LAST = "~"
+"""Sorts after every digit: the upper end of a zero-padded sort-key range."""
 Item = dict[str, Any]
 
 
@@ -139,7 +153,75 @@ class DynamoDBLedger:
         return self._claim(_shard(job_id, index), _hold_sk(index), worker, now, until)
 
     def claim_finalize(self, job_id: str, worker: str, now: float, until: float) -> bool:
-        return self._claim(_ledger(job_id), "FINALIZE", worker, now, until)
+        return self._claim(_ledger(job_id), _FINALIZE, worker, now, until)
+
+    def finalize_claimed(self, job_id: str, now: float) -> bool:
+        item = self._get(_ledger(job_id), _FINALIZE)
+        return item is not None and float(item["until"]["N"]) >= now
+
+    def finalize_checkpoint(self, job_id: str) -> FinalizeCheckpoint | None:
+        item = self._get(_ledger(job_id), _REPORT)
+        if item is None:
+            return None
+        return FinalizeCheckpoint(
+            step=int(item["step"]["N"]), state=item["state"]["S"], updated=float(item["updated"]["N"])
+        )
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": _ledger(job_id)},
+                "sk": {"S": _REPORT},
+                "step": {"N": str(checkpoint.step)},
+                "state": {"S": checkpoint.state},
+                "updated": {"N": repr(checkpoint.updated)},
+            },
+        }
+        if expected is None:
+            # The first one only while a finalizer's claim stands (once per job): a job whose
+            # ledger was dropped keeps none.
+            return self._first_report_checkpoint(job_id, put)
+        try:
+            with unavailable_on_error():
+                self._client.put_item(
+                    **put,
+                    ConditionExpression="step = :step",
+                    ExpressionAttributeValues={":step": {"N": str(expected.step)}},
+                )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def _first_report_checkpoint(self, job_id: str, put: dict[str, Any]) -> bool:
+        first: Any = {"Put": {**put, "ConditionExpression": "attribute_not_exists(pk)"}}
+        try:
+            with unavailable_on_error():
+                self._client.transact_write_items(
+                    TransactItems=[
+                        first,
+                        {
+                            "ConditionCheck": {
+                                "TableName": self._table,
+                                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _FINALIZE}},
+                                "ConditionExpression": "attribute_exists(pk)",
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            message = f"the report checkpoint of job {job_id} was not stored: {reasons}"
+            raise StoreUnavailableError(message) from exc
+        return True
 
     def _claim(self, pk: str, sk: str, worker: str, now: float, until: float) -> bool:
         try:
@@ -276,15 +358,15 @@ class DynamoDBLedger:
                 pending = dict(response.get("UnprocessedKeys") or {})
         return succeeded, failed
 
-    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        shards = [self._shard_segments(_shard_key(job_id, shard)) for shard in range(LEDGER_SHARDS)]
+    def segments(self, job_id: str, start: tuple[int, int] = (0, 0)) -> Iterator[tuple[Segment, ChunkRecord]]:
+        shards = [self._shard_segments(_shard_key(job_id, shard), start) for shard in range(LEDGER_SHARDS)]
         return heapq.merge(*shards, key=lambda pair: (pair[0].index, pair[0].start))
 
-    def _shard_segments(self, pk: str) -> Iterator[tuple[Segment, ChunkRecord]]:
-        """One shard's segments with their chunks, in (index, start) order."""
-        chunks = self._query_partition(pk, "CHUNK#")
+    def _shard_segments(self, pk: str, start: tuple[int, int]) -> Iterator[tuple[Segment, ChunkRecord]]:
+        """One shard's segments from ``start`` on with their chunks, in (index, start) order."""
+        chunks = self._query_partition(pk, "CHUNK#", from_sk=_chunk_sk(start[0]))
         chunk = next(chunks, None)
-        for item in self._query_partition(pk, "SEG#"):
+        for item in self._query_partition(pk, "SEG#", from_sk=_segment_sk(*start)):
             segment = _segment(item)
             while chunk is not None and _chunk(chunk).index < segment.index:
                 chunk = next(chunks, None)
@@ -349,14 +431,22 @@ class DynamoDBLedger:
         for pk in (_ledger(job_id), *(_shard_key(job_id, shard) for shard in range(LEDGER_SHARDS))):
             yield from self._query_partition(pk, prefix, keys_only)
 
-    def _query_partition(self, pk: str, prefix: str, keys_only: bool = False) -> Iterator[Item]:
+    def _query_partition(
+        self, pk: str, prefix: str, keys_only: bool = False, from_sk: str | None = None
+    ) -> Iterator[Item]:
+        """Items of one partition whose sort key starts with ``prefix`` (and is at least
+        ``from_sk``, a key of that prefix), in sort-key order."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
         }
-        if prefix:
+        if from_sk is not None:
+            query["KeyConditionExpression"] += " AND sk BETWEEN :from AND :last"
+            query["ExpressionAttributeValues"][":from"] = {"S": from_sk}
+            query["ExpressionAttributeValues"][":last"] = {"S": prefix + _LAST}
+        elif prefix:
             query["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
             query["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
         if keys_only:
@@ -375,7 +465,7 @@ def _conditional(exc: ClientError) -> bool:
 
 
 def _ledger(job_id: str) -> str:
-    """The job-wide partition: the finalize claim and prepare's checkpoint."""
+    """The job-wide partition: the finalize claim and the prepare and finalize checkpoints."""
     return f"LEDGER#{job_id}"
 
 

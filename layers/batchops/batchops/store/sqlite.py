@@ -20,6 +20,7 @@ from batchops.store.base import (
     ChunkClaim,
     ChunkRecord,
     DuplicateTokenError,
+    FinalizeCheckpoint,
     JobPage,
     JobRecord,
     PrepareCheckpoint,
@@ -71,6 +72,12 @@ CREATE TABLE IF NOT EXISTS prepare_checkpoints (
     next_ordinal INTEGER NOT NULL,
     position TEXT NOT NULL,
     done INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS finalize_checkpoints (
+    job_id TEXT PRIMARY KEY,
+    step INTEGER NOT NULL,
+    state TEXT NOT NULL,
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS segments (
@@ -284,6 +291,45 @@ class SQLiteJobStore:
             )
             return True
 
+    def finalize_claimed(self, job_id: str, now: float) -> bool:
+        with _unavailable_on_error(), self._connection() as db:
+            held = db.execute(
+                "SELECT 1 FROM finalizers WHERE job_id = ? AND until >= ?", (job_id, now)
+            ).fetchone()
+        return held is not None
+
+    def finalize_checkpoint(self, job_id: str) -> FinalizeCheckpoint | None:
+        with _unavailable_on_error(), self._connection() as db:
+            row = db.execute(
+                "SELECT step, state, updated FROM finalize_checkpoints WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else FinalizeCheckpoint(int(row[0]), str(row[1]), float(row[2]))
+
+    def advance_finalize(
+        self, job_id: str, expected: FinalizeCheckpoint | None, checkpoint: FinalizeCheckpoint
+    ) -> bool:
+        values = (checkpoint.step, checkpoint.state, checkpoint.updated)
+        with self._write() as db:
+            if expected is None:
+                # Only while a finalizer's claim stands: a job whose ledger was dropped keeps none.
+                return (
+                    db.execute(
+                        "INSERT INTO finalize_checkpoints (step, state, updated, job_id) "
+                        "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM finalizers WHERE job_id = ?) "
+                        "ON CONFLICT (job_id) DO NOTHING",
+                        (*values, job_id, job_id),
+                    ).rowcount
+                    == 1
+                )
+            return (
+                db.execute(
+                    "UPDATE finalize_checkpoints SET step = ?, state = ?, updated = ? "
+                    "WHERE job_id = ? AND step = ?",
+                    (*values, job_id, expected.step),
+                ).rowcount
+                == 1
+            )
+
     def renew_lease(self, job_id: str, index: int, worker: str, until: float) -> bool:
         with self._write() as db:
             return (
@@ -354,13 +400,13 @@ class SQLiteJobStore:
             ).fetchone()
         return int(succeeded), int(failed)
 
-    def segments(self, job_id: str) -> Iterator[tuple[Segment, ChunkRecord]]:
+    def segments(self, job_id: str, start: tuple[int, int] = (0, 0)) -> Iterator[tuple[Segment, ChunkRecord]]:
         with _unavailable_on_error(), self._connection() as db:
             cursor = db.execute(
                 f"SELECT s.idx, s.start, s.stop, s.succeeded, s.failed, s.results, {_CHUNK_COLUMNS} "  # noqa: S608
                 "FROM segments s JOIN chunks c ON c.job_id = s.job_id AND c.idx = s.idx "
-                "WHERE s.job_id = ? ORDER BY s.idx, s.start",
-                (job_id,),
+                "WHERE s.job_id = ? AND (s.idx, s.start) >= (?, ?) ORDER BY s.idx, s.start",
+                (job_id, *start),
             )
             for row in cursor:
                 yield Segment(*row[:6]), ChunkRecord(*row[6:])
@@ -404,6 +450,7 @@ class SQLiteJobStore:
             db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM finalizers WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM prepare_checkpoints WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM finalize_checkpoints WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     def close(self) -> None:
