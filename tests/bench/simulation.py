@@ -640,6 +640,12 @@ def simulate(bed: Bed, plan: Plan, workers: int, tasks: int, say: Any) -> dict[s
         },
         ledger_writes=write_figures(writes, job.job_id, record["chunks"], run) | {"condition_checks": checks},
     )
+    # All of this simulation's CPU per task (workers, stub, moto, proxy), and the rate at which it
+    # would fill every core of the machine were nothing else running.
+    ours = sum(busy[k] for k in ("workers", "stub", "moto", "proxy_and_driver"))
+    if record["tasks_per_s"]:
+        record["cpu_us_per_task_all"] = ours / record["tasks_per_s"] * 1e6
+        record["machine_ceiling_tasks_per_s"] = (os.cpu_count() or 1) / (ours / record["tasks_per_s"])
     record["binding"] = binding(record)
     say(
         f"N={workers} tasks={tasks}: {record['tasks_per_s']:,.0f} tasks/s over {run_s:.1f} s "
@@ -654,7 +660,7 @@ def binding(record: dict[str, Any]) -> str:
     busy = record["cores_busy"]
     cores = os.cpu_count() or 1
     if busy["machine"] >= MACHINE_BUSY_SHARE * cores:
-        return f"the machine's {cores} cores ({busy['machine']:.2f} busy)"
+        return f"the machine's {cores} cores ({busy['machine']:.2f} busy, {busy['others']:.2f} of it others')"
     if busy["moto"] >= PROCESS_BUSY_CORES:
         return f"moto ({busy['moto']:.2f} of a core)"
     if busy["stub"] >= PROCESS_BUSY_CORES:
@@ -764,6 +770,11 @@ def findings(runs: list[dict[str, Any]]) -> list[str]:
     said.append(
         f"Throughput (tasks/s): {rates}; the most at N={best['workers']}, bound by {best['binding']}."
     )
+    said.append(
+        f"All of the simulation's processes together spend {best['cpu_us_per_task_all']:,.0f} µs of CPU per task "
+        f"at N={best['workers']}: with nothing else running, {os.cpu_count() or 1} cores fill at about "
+        f"{best['machine_ceiling_tasks_per_s']:,.0f} tasks/s."
+    )
     for r in base:
         b = r["cores_busy"]
         said.append(
@@ -780,6 +791,14 @@ def findings(runs: list[dict[str, Any]]) -> list[str]:
         f"key in every run (N {min(r['workers'] for r in good)}-{max(r['workers'] for r in good)}, "
         f"{min(r['tasks'] for r in good):,}-{max(r['tasks'] for r in good):,} tasks); "
         f"{min(per_chunk):.1f}-{max(per_chunk):.1f} writes per chunk."
+    )
+    whole = max(good, key=lambda r: r["ledger_writes"]["hottest_partition_key"]["max_per_s"])["ledger_writes"]
+    job_writes = [r["ledger_writes"]["job_item"]["writes"] for r in good]
+    said.append(
+        f"Whole job: at most {max(r['ledger_writes']['hottest_item']['max_per_s'] for r in good)} writes/s on "
+        f"one item and {whole['hottest_partition_key']['max_per_s']} on one partition key "
+        f"(`{whole['hottest_partition_key']['key']}`); the job item took {min(job_writes)}-{max(job_writes)} "
+        "writes per job (its status changes, and the refused attempts of chunks that finish together)."
     )
     return said
 
