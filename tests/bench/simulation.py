@@ -579,6 +579,10 @@ def simulate(bed: Bed, plan: Plan, workers: int, tasks: int, say: Any) -> dict[s
     record["report_rows"] = (
         len(batchops_job.report_statuses(job.job_id, bed.s3)) if job.status is JobStatus.COMPLETE else 0
     )
+    missing = [n for n in range(workers) if not (home / f"w{n}.json").exists()]
+    if missing:
+        record["error"] = f"worker(s) {missing} ended without writing what they did"
+        return record
     outputs = [json.loads((home / f"w{n}.json").read_text()) for n in range(workers)]
     messages = [m | {"worker": n} for n, out in enumerate(outputs) for m in out["messages"]]
     chunk_messages = [m for m in messages if m["kind"] == "chunk"]
@@ -665,15 +669,16 @@ def binding(record: dict[str, Any]) -> str:
     else whatever was saturated over the run phase (from the CPU each process used)."""
     busy = record["cores_busy"]
     cores = os.cpu_count() or 1
+    if not record["tasks_per_s_in_chunk"]:
+        return "no chunk ran"
     in_chunk = record["tasks_per_s_in_chunk"] / (record["ideal_tasks_per_s"] / record["workers"])
     if in_chunk >= LATENCY_BOUND_SHARE:
         return f"latency: a worker in a chunk runs at {in_chunk:.2f} of in flight ÷ delay"
     if busy["machine"] >= MACHINE_BUSY_SHARE * cores:
         return f"the machine's {cores} cores ({busy['machine']:.2f} busy, {busy['others']:.2f} of it others')"
-    if busy["moto"] >= PROCESS_BUSY_CORES:
-        return f"moto ({busy['moto']:.2f} of a core)"
-    if busy["stub"] >= PROCESS_BUSY_CORES:
-        return f"the stub endpoint ({busy['stub']:.2f} of a core)"
+    for server, name in (("moto", "moto"), ("stub", "the stub endpoint")):
+        if busy[server] >= PROCESS_BUSY_CORES:
+            return f"{name} ({busy[server]:.2f} of a core)"
     if record["workers_busy"] < WORKERS_BUSY_SHARE:
         spread = record["chunks_per_worker"]
         return (
