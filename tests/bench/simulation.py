@@ -170,7 +170,7 @@ def work(queue_url: str, result: Path, ready: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     environment = dict(os.environ)
     # The harness's Context and loader; importing it sets the suite's fake settings, put ours back.
-    from tests.integration.deployed_harness import Context, load
+    from tests.integration.deployed_harness import Context, load, sqs_record
 
     os.environ.clear()
     os.environ.update(environment)
@@ -191,19 +191,8 @@ def work(queue_url: str, result: Path, ready: Path) -> int:
             AttributeNames=["All"],
         ).get("Messages", [])
         for message in messages:
-            record = {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
             cpu, at = time.process_time(), time.time()
-            answer = run_job.lambda_handler({"Records": [record]}, Context())
+            answer = run_job.lambda_handler({"Records": [sqs_record(message, queue_arn)]}, Context())
             done, used = time.time(), time.process_time() - cpu
             failed = bool(answer["batchItemFailures"])
             if failed:  # as Lambda's poller: the message comes back for another try
@@ -438,17 +427,19 @@ def servers() -> Iterator[Bed]:
         proxy = FaultProxy(moto_endpoint)
         log = RequestLog()
         proxy.inject("*", log)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=stub.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 3}),
-        )
         schema = template()["Resources"]["JobsTable"]["Properties"]["KeySchema"]
         hash_key, range_key = (k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"]))
-        yield Bed(moto, moto_endpoint, stub, proxy, log, objects, work / "scratch", s3, (hash_key, range_key))
+        yield Bed(
+            moto,
+            moto_endpoint,
+            stub,
+            proxy,
+            log,
+            objects,
+            work / "scratch",
+            stub.s3_client(),
+            (hash_key, range_key),
+        )
     finally:
         if proxy is not None:
             proxy.stop()
