@@ -26,8 +26,10 @@ soak: $(STAMP)
 
 # Benchmarks (not part of `make test`): the executor against its peers on a stub S3 endpoint,
 # about ten minutes on two cores; bench-quick is a one-minute smoke run. Both write
-# bench-results/results.json and results.md and print the table. aws-cli pins its own botocore,
-# so it lives in .venv-bench; if it cannot be installed, the bench says so and skips that peer.
+# bench-results/results.json and results.md and print the table; `make bench` ends with the scale
+# simulation (issue 7, about three minutes more: bench-results/simulation.json and simulation.md).
+# aws-cli pins its own botocore, so it lives in .venv-bench; if it cannot be installed, the bench
+# says so and skips that peer.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/bin/aws:
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -42,6 +44,7 @@ bench: $(STAMP) $(BENCH_VENV)/bin/aws
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.s3_client_cpu
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.moto_smoke
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.cold_start $(COLD_START_ARGS)
+	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.simulation
 
 bench-quick: $(STAMP) $(BENCH_VENV)/bin/aws
 	PYTHONPATH=layers/batchops:. $(BIN)/python -m tests.bench.run --quick

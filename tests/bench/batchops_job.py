@@ -21,6 +21,7 @@ from urllib.parse import quote_plus
 from batchops.jobs.model import (
     DeleteObject,
     InitiateRestoreObject,
+    Job,
     JobSpec,
     JobTier,
     Manifest,
@@ -71,10 +72,10 @@ def operation(op: str) -> Operation:
     raise ValueError(f"unknown operation {op!r}")
 
 
-def create_job(db: Path, op: str, manifest_key: str, etag: str) -> str:
-    """A job in status New in a fresh store at ``db``; its JobId."""
-    spec = JobSpec(
-        client_request_token=f"bench-{db.stem}",
+def job_spec(op: str, manifest_key: str, etag: str, token: str) -> JobSpec:
+    """The benchmark's job: ``op`` on every key of the manifest, an AllTasks report, no confirmation."""
+    return JobSpec(
+        client_request_token=token,
         manifest=Manifest(
             ManifestLocation(f"arn:aws:s3:::{MANIFEST_BUCKET}/{manifest_key}", etag),
             ManifestSpec(ManifestFormat.CSV, (ManifestField.BUCKET, ManifestField.KEY)),
@@ -91,8 +92,13 @@ def create_job(db: Path, op: str, manifest_key: str, etag: str) -> str:
         role_arn="arn:aws:iam::123456789012:role/bench",
         confirmation_required=False,
     )
+
+
+def create_job(db: Path, op: str, manifest_key: str, etag: str) -> str:
+    """A job in status New in a fresh store at ``db``; its JobId."""
     store = SQLiteJobStore(db)
     try:
+        spec = job_spec(op, manifest_key, etag, f"bench-{db.stem}")
         return JobService(store, max_active_jobs=10).create(DEFAULT_APPID, spec).job_id
     finally:
         store.close()
@@ -105,22 +111,41 @@ def check_job(db: Path, job_id: str, n: int, s3: S3Client) -> str | None:
         job = JobService(store, max_active_jobs=10).get(DEFAULT_APPID, job_id)
     finally:
         store.close()
+    return check_completed(job, n, s3)
+
+
+def check_completed(job: Job, n: int, s3: S3Client) -> str | None:
+    """Why ``job`` did not do its ``n`` tasks (None: it did): its status, counters, report rows."""
     if job.status is not JobStatus.COMPLETE:
         return f"job ended {job.status.value}: {job.status_update_reason} {job.failure_reasons}"
     progress = job.progress
     if (progress.total, progress.succeeded, progress.failed) != (n, n, 0):
         return f"job counted {progress} for {n} tasks"
+    try:
+        statuses = report_statuses(job.job_id, s3)
+    except ValueError as exc:
+        return str(exc)
+    if set(statuses) - {"succeeded"}:
+        return f"report has {sorted(set(statuses) - {'succeeded'})} rows"
+    if len(statuses) != n:
+        return f"report has {len(statuses)} rows for {n} tasks"
+    return None
+
+
+def report_statuses(job_id: str, s3: S3Client) -> list[str]:
+    """The TaskStatus of every row of the job's completion report, read back from S3.
+
+    Raises ValueError if a results file does not match its MD5Checksum, or holds rows of another
+    status than its manifest entry says."""
     manifest_key = f"{REPORT_PREFIX}/job-{job_id}/manifest.json"
     manifest = json.loads(s3.get_object(Bucket=REPORT_BUCKET, Key=manifest_key)["Body"].read())
-    rows = 0
+    statuses: list[str] = []
     for result in manifest["Results"]:
         body = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read()
         if hashlib.md5(body).hexdigest() != result["MD5Checksum"]:
-            return f"report file {result['Key']} does not match its MD5Checksum"
-        statuses = [row[3] for row in csv.reader(io.StringIO(body.decode(), newline=""))]
-        if result["TaskExecutionStatus"] != "succeeded" or set(statuses) - {"succeeded"}:
-            return f"report has {result['TaskExecutionStatus']} rows"
-        rows += len(statuses)
-    if rows != n:
-        return f"report has {rows} rows for {n} tasks"
-    return None
+            raise ValueError(f"report file {result['Key']} does not match its MD5Checksum")
+        rows = [row[3] for row in csv.reader(io.StringIO(body.decode(), newline=""))]
+        if set(rows) - {result["TaskExecutionStatus"]}:
+            raise ValueError(f"report file {result['Key']} mixes statuses")
+        statuses += rows
+    return statuses

@@ -25,8 +25,14 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 POLL_SECONDS = 0.01
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +187,17 @@ class StubServer:
         with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
             data: dict[str, Any] = json.loads(response.read())
         return data
+
+    def s3_client(self) -> S3Client:
+        """A boto3 S3 client on the stub (path-style, fake keys), for reading back what was written."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 3}),
+        )
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/__stats")

@@ -36,9 +36,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from tests.bench import manifest_bench
 from tests.bench.figures import LATENCY_MS, Plan, Run, cells, ratios_and_targets
 from tests.bench.measure import ROOT, Measurement, StubServer, run_measured
@@ -410,15 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
     stub = StubServer(objects, keep_puts=True)
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=stub.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 3}),
-        )
-        ctx = Context(stub, work / "scratch", objects, s3, find_aws(), find_s5cmd())
+        ctx = Context(stub, work / "scratch", objects, stub.s3_client(), find_aws(), find_s5cmd())
         bench = Bench(plan, ctx, log)
         log(f"stub S3 endpoint at {stub.endpoint}; {plan.mode} plan; scratch {work}")
         bench.measure_startup()
