@@ -143,6 +143,8 @@ def _delete_batch(
     failed, unmatched = _failures(response.get("Errors", []), wanted)
     if quiet and not unmatched:
         default: TaskOutcome = success()
+        if not failed and not deleted:  # S3 had nothing to say: every key was deleted
+            return [default] * len(objects)
     else:
         default = failure(500, "InternalError", _UNMATCHED if unmatched else _NOT_REPORTED, transient=True)
     return [
