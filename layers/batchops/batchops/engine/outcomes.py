@@ -28,9 +28,26 @@ _MESSAGE_CHARS = (200, 60, 16, 0)
 
 
 def encode_outcomes(outcomes: Sequence[TaskOutcome]) -> bytes:
+    # When the outcomes are a few objects repeated (a DeleteObjects request's successes are
+    # one), each one's row is encoded once and the rows joined: the same JSON.
+    distinct = {id(o): o for o in outcomes}
     for chars in _MESSAGE_CHARS:
-        rows = [[int(o.succeeded), o.http_status, o.error_code[:64], o.message[:chars]] for o in outcomes]
-        encoded = zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        if len(distinct) * 4 <= len(outcomes):
+            rows = {
+                key: json.dumps(
+                    [int(o.succeeded), o.http_status, o.error_code[:64], o.message[:chars]],
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                )
+                for key, o in distinct.items()
+            }
+            text = "[" + ",".join([rows[id(o)] for o in outcomes]) + "]"
+        else:
+            listed = [
+                [int(o.succeeded), o.http_status, o.error_code[:64], o.message[:chars]] for o in outcomes
+            ]
+            text = json.dumps(listed, separators=(",", ":"), ensure_ascii=False)
+        encoded = zlib.compress(text.encode(), 6)
         if len(encoded) <= MAX_ENCODED_BYTES:
             return encoded
     raise ValueError(f"the outcomes of {len(outcomes)} tasks do not fit in {MAX_ENCODED_BYTES} bytes")
