@@ -7,8 +7,9 @@ each row). Stages, each timed on its own:
 - parse: ``iter_csv_blocks`` (CSV, UTF-8, keys decoded, a block of rows at a time);
 - plan: ``plan_blocks`` over ``iter_csv_blocks``, as Preparing runs, minus parsing (the difference);
 - outcomes: ``encode_outcomes`` of a chunk's successes, as a segment stores them;
-- report: decode the chunk and its outcomes, ``report_rows``, ``ReportWriter.add`` (spooled to
-  disk with its MD5), without the upload.
+- report: decode the chunk, then ``write_report_rows`` (the outcomes decoded, the rows formatted
+  and added to the ``ReportWriter`` with their MD5), as the finalizer does, without the upload
+  (the writer holds the rows in memory: one part as large as a results file).
 
 ``python -m tests.bench.dry_run ROWS`` prints µs per row as JSON.
 """
@@ -22,11 +23,11 @@ import time
 
 import boto3
 
-from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
+from batchops.engine.outcomes import encode_outcomes, write_report_rows
 from batchops.manifest.chunks import decode_chunk, plan_blocks
 from batchops.manifest.csv_manifest import iter_csv_blocks
 from batchops.ops.outcome import success
-from batchops.report.writer import ReportWriter
+from batchops.report.writer import FILE_BYTES, ReportWriter
 
 FIELDS = ("Bucket", "Key")
 
@@ -61,15 +62,16 @@ def measure(rows: int) -> dict[str, float]:
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
-    written = 0
     started = time.perf_counter()
+    # One part as large as a file: no part is sent whatever the number of rows.
     with ReportWriter(
-        s3, "bench-reports", "reports", "dry-run", "Report_CSV_V1", failed_only=False
+        s3, "bench-reports", "reports", "dry-run", "Report_CSV_V1", failed_only=False, part_bytes=FILE_BYTES
     ) as writer:
+        written = 0
         for payload, result in zip(payloads, results, strict=True):
-            for row in report_rows(decode_chunk(payload), 0, decode_outcomes(result)):
-                writer.add(row)
-                written += 1
+            tasks = decode_chunk(payload)
+            write_report_rows(writer, tasks, 0, result)
+            written += len(tasks)
     report = time.perf_counter() - started
 
     if parsed != rows or sum(chunk_sizes) != rows or written != rows:

@@ -204,19 +204,27 @@ class AwsCli(Peer):
 class Batchops(Peer):
     """``batchops run --until-idle`` on a job created for the workload: one worker with
     BATCHOPS_TASK_CONCURRENCY tasks in flight, as many as the peers' (two workers would only put
-    twice as many in flight where a job has several chunks)."""
+    twice as many in flight where a job has several chunks). ``workers`` other than 1 is for S4,
+    where a chunk is one DeleteObjects request, so the workers are the requests in flight."""
 
-    name = "batchops"
     startup_key = "batchops"
     ops = frozenset({"copy", "delete", "restore"})
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "batchops", workers: int = 1) -> None:
+        self.name = name
+        self.workers = workers
         command = Path(sys.executable).parent / "batchops"
         self.command = [str(command)] if command.exists() else [sys.executable, "-m", "batchops.cli.main"]
 
+    def in_flight(self, work: Workload) -> int:
+        return work.concurrency * self.workers
+
     def _cmd(self, ctx: Context, scratch: Path, db: Path, concurrency: int) -> Invocation:
         env = peer_env(
-            ctx.stub.endpoint, scratch, BATCHOPS_WORKERS="1", BATCHOPS_TASK_CONCURRENCY=str(concurrency)
+            ctx.stub.endpoint,
+            scratch,
+            BATCHOPS_WORKERS=str(self.workers),
+            BATCHOPS_TASK_CONCURRENCY=str(concurrency),
         )
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -245,6 +253,8 @@ DELETE_OBJECTS = Boto3DeleteObjects()
 S5CMD = S5cmd()
 AWS = AwsCli()
 BATCHOPS = Batchops()
+BATCHOPS_2_WORKERS = Batchops("batchops, 2 workers", workers=2)
+"""batchops with its default two workers: in S4 (a chunk is one DeleteObjects), two requests in flight."""
 STARTUP_PEERS: dict[str, Peer] = {"boto3": SEQ, "s5cmd": S5CMD, "aws-cli": AWS, "batchops": BATCHOPS}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ from batchops.manifest.tasks import ManifestTask
 from batchops.ops.delete import delete_tasks
 from batchops.ops.outcome import failure
 from tests.conftest import new_bucket
-from tests.faults import count_only, inject, s3_error
+from tests.faults import count_only, inject, response, s3_error
 from tests.integration.jobs_harness import (
     Service,
     csv_manifest,
@@ -116,6 +118,70 @@ def test_deletes_run_in_one_request_per_chunk(s3: S3Client) -> None:
             should_stop=lambda: False,
         )
     assert len(outcomes) == 1500 and len(sent.seen) == 2
+
+
+class InFlight:
+    """Answers each DeleteObjects (of versioned keys: a quiet request) after a pause, with an error
+    on the first key it names; counts how many were in flight at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def __call__(self, request: Any, _count: int) -> Any:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.2)
+        with self.lock:
+            self.now -= 1
+        first_key = re.search(rb"<Key>([^<]*)</Key>", request.body).group(1).decode()  # type: ignore[union-attr]
+        body = (
+            f"<DeleteResult><Error><Key>{first_key}</Key><VersionId>v</VersionId>"
+            "<Code>AccessDenied</Code><Message>m</Message></Error></DeleteResult>"
+        )
+        return response(200, body.encode(), {"Content-Type": "application/xml"})
+
+
+def test_a_chunk_of_several_delete_requests_has_task_concurrency_of_them_in_flight(s3: S3Client) -> None:
+    # GIVEN a chunk of 3,500 deletes (four requests) and a task concurrency of 3
+    bucket = new_bucket(s3)
+    answer = InFlight()
+    sent = inject(s3, "DeleteObjects", answer)
+    with ThreadPoolExecutor(3) as pool:
+        # WHEN it runs
+        outcomes = run_tasks(
+            s3,
+            DeleteObject(),
+            [ManifestTask(bucket, f"k{n:04d}", "v") for n in range(3500)],
+            settings=EngineSettings(task_concurrency=3),
+            pool=pool,
+            should_stop=lambda: False,
+        )
+    # THEN three requests were in flight at once, and the outcomes are in the chunk's order:
+    # the first key of each request failed, every other key succeeded
+    assert len(sent.seen) == 4 and answer.most == 3
+    assert [n for n, o in enumerate(outcomes) if not o.succeeded] == [0, 1000, 2000, 3000]
+    assert len(outcomes) == 3500
+
+
+def test_a_chunk_of_delete_requests_told_to_stop_records_the_requests_it_started(s3: S3Client) -> None:
+    # GIVEN a chunk of 3,500 deletes, a task concurrency of 2, told to stop once two requests started
+    bucket = new_bucket(s3)
+    sent = inject(s3, "DeleteObjects", InFlight())
+    looks = iter(range(100))
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = run_tasks(
+            s3,
+            DeleteObject(),
+            [ManifestTask(bucket, f"k{n:04d}", "v") for n in range(3500)],
+            settings=EngineSettings(task_concurrency=2),
+            pool=pool,
+            should_stop=lambda: next(looks) >= 2,
+        )
+    # THEN the outcomes are those of the two requests sent: the first 2,000 tasks
+    assert len(sent.seen) == 2
+    assert len(outcomes) == 2000
 
 
 def test_a_prefix_s3_throttles_pauses_while_other_prefixes_go_on(s3: S3Client, moto_endpoint: str) -> None:

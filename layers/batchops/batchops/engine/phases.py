@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from batchops.engine.finalized import Finalized
 from batchops.engine.job_clients import JobClients, JobRoleError, LeanClients, SharedClients
-from batchops.engine.outcomes import decode_outcomes, encode_outcomes, report_rows
+from batchops.engine.outcomes import encode_outcomes, write_report_rows
 from batchops.engine.settings import EngineSettings
 from batchops.engine.tasks import run_tasks
 from batchops.engine.throttle import PrefixThrottle
@@ -469,8 +469,7 @@ class Engine:
                             return None
                         if chunk.index != chunk_index:
                             chunk_index, tasks = chunk.index, decode_chunk(chunk.payload)
-                        for row in report_rows(tasks, segment.start, decode_outcomes(segment.results)):
-                            writer.add(row)
+                        write_report_rows(writer, tasks, segment.start, segment.results)
                         succeeded += segment.succeeded
                         failed += segment.failed
                         wrote = True

@@ -49,7 +49,7 @@ def run_tasks(
         settings.task_concurrency, pause_seconds=settings.slowdown_pause_seconds
     )
     if isinstance(op, DeleteObject):
-        return _run_deletes(s3, tasks, settings, should_stop, throttle)
+        return _run_deletes(s3, tasks, settings, should_stop, throttle, pool=pool)
 
     target_bucket = parse_bucket(op.target_resource).bucket if isinstance(op, PutObjectCopy) else None
 
@@ -124,25 +124,54 @@ def _run_deletes(
     settings: EngineSettings,
     should_stop: ShouldStop,
     throttle: PrefixThrottle,
+    *,
+    pool: ThreadPoolExecutor,
 ) -> list[TaskOutcome]:
+    """A chunk's deletes, 1,000 keys a request, up to ``task_concurrency`` requests in flight (a
+    chunk of more than 1,000 tasks; the default chunk is one request), outcomes in order."""
+    batches = [
+        tasks[start : start + MAX_KEYS_PER_REQUEST] for start in range(0, len(tasks), MAX_KEYS_PER_REQUEST)
+    ]
+
+    def one(batch: Sequence[ManifestTask]) -> list[TaskOutcome]:
+        return _delete_batch(s3, batch, settings, should_stop, throttle)
+
     outcomes: list[TaskOutcome] = []
-    for start in range(0, len(tasks), MAX_KEYS_PER_REQUEST):
+    window: deque[Future[list[TaskOutcome]]] = deque()
+    stopped = False
+    for batch in batches:
         if should_stop():
+            stopped = True
             break
-        batch = tasks[start : start + MAX_KEYS_PER_REQUEST]
-        where = prefix_of(batch[0].bucket, batch[0].key)
-        with throttle.slot(where):
-            results = delete_tasks(s3, [(t.bucket, t.key, t.version_id) for t in batch])
-        throttle.record(where, throttled=any(o.error_code in THROTTLING_CODES for o in results))
-        for retry in range(settings.transient_retries):
-            again = [i for i, o in enumerate(results) if o.transient]
-            if not again or should_stop():
-                break
-            time.sleep(settings.retry_backoff_seconds * 2**retry)
-            redone = delete_tasks(s3, [(batch[i].bucket, batch[i].key, batch[i].version_id) for i in again])
-            for i, outcome in zip(again, redone, strict=True):
-                results[i] = outcome
-        outcomes.extend(results)
-        if should_stop():
-            return _cut_at_first_transient(outcomes)
-    return outcomes
+        if len(batches) == 1 or settings.task_concurrency <= 1:
+            outcomes.extend(one(batch))
+            continue
+        while len(window) >= settings.task_concurrency:
+            outcomes.extend(window.popleft().result())
+        window.append(pool.submit(one, batch))
+    for future in window:
+        outcomes.extend(future.result())
+    return _cut_at_first_transient(outcomes) if stopped or should_stop() else outcomes
+
+
+def _delete_batch(
+    s3: S3Client,
+    batch: Sequence[ManifestTask],
+    settings: EngineSettings,
+    should_stop: ShouldStop,
+    throttle: PrefixThrottle,
+) -> list[TaskOutcome]:
+    """One DeleteObjects request's tasks, the transient failures retried with backoff."""
+    where = prefix_of(batch[0].bucket, batch[0].key)
+    with throttle.slot(where):
+        results = delete_tasks(s3, [(t.bucket, t.key, t.version_id) for t in batch])
+    throttle.record(where, throttled=any(o.error_code in THROTTLING_CODES for o in results))
+    for retry in range(settings.transient_retries):
+        again = [i for i, o in enumerate(results) if o.transient]
+        if not again or should_stop():
+            break
+        time.sleep(settings.retry_backoff_seconds * 2**retry)
+        redone = delete_tasks(s3, [(batch[i].bucket, batch[i].key, batch[i].version_id) for i in again])
+        for i, outcome in zip(again, redone, strict=True):
+            results[i] = outcome
+    return results

@@ -7,6 +7,7 @@ needs no change here. Operations, a union of dataclasses, are written as ``{<COS
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -66,6 +67,13 @@ def _encode(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _type_hints(tp: Any) -> dict[str, Any]:
+    """A dataclass's resolved field types: resolving them is most of a job record's decoding,
+    and a running chunk reads its job several times."""
+    return typing.get_type_hints(tp)
+
+
 def _decode(tp: Any, data: Any) -> Any:  # noqa: PLR0911 - one branch per kind of type
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -83,7 +91,7 @@ def _decode(tp: Any, data: Any) -> Any:  # noqa: PLR0911 - one branch per kind o
         (item_type, _ellipsis) = typing.get_args(tp)
         return tuple(_decode(item_type, v) for v in data)
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
+        hints = _type_hints(cast("Any", tp))
         kwargs = {
             f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data
         }

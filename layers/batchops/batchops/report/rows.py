@@ -37,7 +37,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import unquote_plus
 
 TASK_STATUS_SUCCEEDED = "succeeded"
 TASK_STATUS_FAILED = "failed"
@@ -52,6 +52,11 @@ MAX_MESSAGE_CHARS = 1024
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _NEEDS_QUOTES = frozenset(',"\r\n')
 _UNCHANGED_BY_QUOTE_PLUS = re.compile(r"[A-Za-z0-9_.~/-]*")
+_QUOTE_PLUS = [
+    chr(byte) if _UNCHANGED_BY_QUOTE_PLUS.fullmatch(chr(byte)) else "+" if byte == 0x20 else f"%{byte:02X}"
+    for byte in range(256)
+]
+"""``quote_plus(key, safe="/")`` of each byte, as a str.translate table indexed by byte."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,28 @@ class ReportRowError(ValueError):
 
 def format_row(row: ReportRow) -> str:
     """The row as one CSV line ending in ``\\n``, ready to append to a results file."""
-    # A report has a row per task: the encoded key, the status and the HTTP status never need
-    # quoting, so only the four free-text fields go through _quote.
+    return row_head(row.bucket, row.key, row.version_id) + row_tail(
+        row.succeeded, row.http_status, row.error_code, row.message
+    )
+
+
+# A report has a row per task: the encoded key, the status and the HTTP status never need
+# quoting, so only the four free-text fields go through _quote. A line is its head (what the row
+# is about) then its tail (what came of it), so that a caller writing many rows can make the
+# tail of each distinct outcome once.
+
+
+def row_head(bucket: str, key: str, version_id: str | None) -> str:
+    """``Bucket,Key,VersionId,``: the start of a row's line, up to its TaskStatus."""
+    return f"{_quote(bucket)},{encode_key(key)},{_quote(version_id or '')},"
+
+
+def row_tail(succeeded: bool, http_status: int, error_code: str, message: str) -> str:
+    """``TaskStatus,HTTPStatusCode,ErrorCode,ResultMessage`` and the line's end."""
+    status = TASK_STATUS_SUCCEEDED if succeeded else TASK_STATUS_FAILED
     return (
-        f"{_quote(row.bucket)},{encode_key(row.key)},{_quote(row.version_id or '')},"
-        f"{row.task_status},{row.http_status},{_quote(_one_line(guard_formula(row.error_code)))},"
-        f"{_quote(_one_line(guard_formula(row.message))[:MAX_MESSAGE_CHARS])}\n"
+        f"{status},{http_status},{_quote(_one_line(guard_formula(error_code)))},"
+        f"{_quote(_one_line(guard_formula(message))[:MAX_MESSAGE_CHARS])}\n"
     )
 
 
@@ -121,8 +142,13 @@ def parse_row(line: str) -> ReportRow:
 def encode_key(key: str) -> str:
     """Form-encode a key the way manifests and S3 Inventory do (space -> ``+``, ``+`` -> ``%2B``),
     with a leading ``-`` as ``%2D`` so that no key cell starts like a formula."""
-    # Most keys are letters, digits and ``_.-~/`` only, which quote_plus leaves as they are.
-    encoded = key if _UNCHANGED_BY_QUOTE_PLUS.fullmatch(key) else quote_plus(key, safe="/")
+    # Most keys are letters, digits and ``_.-~/`` only, which quote_plus leaves as they are; the
+    # others are quote_plus'd by one str.translate over their UTF-8 bytes (read as Latin-1, a
+    # character per byte), several times faster than quote_plus's byte-by-byte join.
+    if _UNCHANGED_BY_QUOTE_PLUS.fullmatch(key):
+        encoded = key
+    else:
+        encoded = key.encode().decode("latin-1").translate(_QUOTE_PLUS)
     return "%2D" + encoded[1:] if encoded.startswith("-") else encoded
 
 
@@ -137,7 +163,11 @@ def _one_line(text: str) -> str:
     return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
-def _quote(field: str) -> str:
+def quote_field(field: str) -> str:
+    """A verbatim column (Bucket, VersionId) as RFC-4180 CSV: quoted when it must be."""
     if _NEEDS_QUOTES.isdisjoint(field):
         return field
     return '"' + field.replace('"', '""') + '"'
+
+
+_quote = quote_field

@@ -226,14 +226,10 @@ def delete_body(delete: Any) -> bytes | None:
             if not isinstance(value, list) or not value:
                 return None
             for entry in value:
-                if not isinstance(entry, dict) or "Key" not in entry or not entry.keys() <= _OBJECT_FIELDS:
+                part = _object(entry)
+                if part is None:
                     return None
-                parts.append("<Object>")
-                for field, text in entry.items():
-                    if type(text) is not str or (field == "Key" and not text):
-                        return None
-                    parts.append(f"<{field}>{_escape(text)}</{field}>")
-                parts.append("</Object>")
+                parts.append(part)
         else:
             if type(value) is not bool:
                 return None
@@ -245,6 +241,23 @@ def delete_body(delete: Any) -> bytes | None:
     if b"\n" in body:
         body = body.replace(b"\n", b"&#xA;")
     return body
+
+
+def _object(entry: Any) -> str | None:
+    """One ``<Object>`` of a Delete payload, its members in the caller's order."""
+    if not isinstance(entry, dict):
+        return None
+    key = entry.get("Key")
+    if len(entry) == 1 and type(key) is str and key:
+        return f"<Object><Key>{_escape(key)}</Key></Object>"  # the common entry, a key alone
+    if key is None or not entry.keys() <= _OBJECT_FIELDS:
+        return None
+    members = []
+    for field, text in entry.items():
+        if type(text) is not str or (field == "Key" and not text):
+            return None
+        members.append(f"<{field}>{_escape(text)}</{field}>")
+    return f"<Object>{''.join(members)}</Object>"
 
 
 def _restore_member(name: str, value: Any) -> str | None:
