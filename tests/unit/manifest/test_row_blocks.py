@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import unquote_plus
@@ -20,7 +21,7 @@ from batchops.manifest.csv_manifest import _exact_tasks, iter_csv_blocks, iter_c
 from batchops.manifest.inventory import InventoryFile, InventoryManifest, iter_inventory_positioned
 from batchops.manifest.position import START, Position
 from batchops.manifest.row_blocks import CsvColumns, RowBlock, decode_keys, plain_block, read_row_blocks
-from batchops.manifest.streams import ReadAhead
+from batchops.manifest.streams import Gunzip, ReadAhead
 from batchops.manifest.tasks import ManifestError, ManifestTask
 
 FIELDS = ("Bucket", "Key", "VersionId")
@@ -276,3 +277,34 @@ def test_read_ahead_reads_everything_in_order() -> None:
 
 def test_columns_name_where_cells_sit() -> None:
     assert CsvColumns(0, 1, None, 2).needed == 2
+
+
+# -- gunzip ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.binary(max_size=3000), min_size=1, max_size=4),
+    st.integers(0, 3),
+    st.integers(1, 5000),
+    st.integers(64, 4096),
+)
+def test_gunzip_reads_what_gzip_reads(members: list[bytes], padding: int, size: int, step: int) -> None:
+    # GIVEN any members, zero bytes after them, read in pieces of any size
+    data = b"".join(gzip.compress(member) for member in members) + b"\x00" * padding
+    # WHEN decompressed THEN exactly gzip's text
+    text = Gunzip(io.BytesIO(data), step=step)
+    assert b"".join(iter(lambda: text.read(size), b"")) == b"".join(members)
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as reference:
+        assert reference.read() == b"".join(members)
+
+
+def test_gunzip_of_nothing_is_empty_and_a_cut_stream_or_garbage_raises() -> None:
+    assert Gunzip(io.BytesIO(b"")).read(10) == b""
+    whole = gzip.compress(b"x" * 10_000)
+    with pytest.raises(EOFError):
+        Gunzip(io.BytesIO(whole[:-5])).read()
+    with pytest.raises(zlib.error):
+        Gunzip(io.BytesIO(whole + b"not gzip")).read()
+    with pytest.raises(zlib.error):
+        Gunzip(io.BytesIO(whole[:-8] + b"\x00\x00\x00\x00" + whole[-4:])).read()  # CRC

@@ -31,7 +31,6 @@ spooled to a temporary file (pyarrow needs to seek) and verified before any of i
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib
 import io
@@ -49,7 +48,15 @@ from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_
 from batchops.manifest.position import START, Position
 from batchops.manifest.resources import ResourceError, parse_bucket
 from batchops.manifest.row_blocks import RowBlock, read_row_blocks
-from batchops.manifest.streams import BUFFER_SIZE, ReadAhead, SourceReader, SupportsRead, drain
+from batchops.manifest.streams import (
+    BUFFER_SIZE,
+    GUNZIP_STEP,
+    Gunzip,
+    ReadAhead,
+    SourceReader,
+    SupportsRead,
+    drain,
+)
 from batchops.manifest.tasks import (
     CHECKSUM_MISMATCH,
     FORMAT_UNSUPPORTED,
@@ -488,12 +495,12 @@ def _read_csv_data_file(
         )
         what = f"inventory file {entry.key}"
         try:
-            with gzip.GzipFile(fileobj=compressed, mode="rb") as text:
-                if not _skip(text, start[1]):
-                    # (its MD5, when listed, is checked on the way out and tells more)
-                    raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
-                with ReadAhead(text) as ahead:
-                    yield from read(ahead, what)
+            text = Gunzip(compressed)
+            if not _skip(text, start[1]):
+                # (its MD5, when listed, is checked on the way out and tells more)
+                raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
+            with ReadAhead(text, block_size=GUNZIP_STEP) as ahead:
+                yield from read(ahead, what)
         except (OSError, EOFError, zlib.error) as exc:
             _verify(entry, digest, compressed)
             raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
@@ -506,7 +513,7 @@ def _read_csv_data_file(
         stream.close()
 
 
-def _skip(stream: gzip.GzipFile, count: int) -> bool:
+def _skip(stream: SupportsRead, count: int) -> bool:
     """Read and drop ``count`` bytes; False if the stream ends first."""
     while count > 0:
         piece = stream.read(min(BUFFER_SIZE, count))

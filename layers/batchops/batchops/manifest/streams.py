@@ -13,6 +13,7 @@ import contextlib
 import io
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
@@ -189,6 +190,7 @@ class ReadAhead:
         self._blocks: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._pending = b""
+        self._at = 0  # how much of _pending was handed out
         self._ended = False
         self._thread = threading.Thread(target=self._fill, name="manifest-read-ahead", daemon=True)
 
@@ -207,14 +209,15 @@ class ReadAhead:
         """At most ``size`` bytes (all that is left when negative); b"" only at the end."""
         if size < 0:
             return b"".join(iter(lambda: self.read(self._block_size), b""))
-        if not self._pending and not self._ended:
+        if self._at >= len(self._pending) and not self._ended:
             item = self._blocks.get()
             if isinstance(item, BaseException):
                 self._ended = True
                 raise item
-            self._pending = item
+            self._pending, self._at = item, 0
             self._ended = not item
-        piece, self._pending = self._pending[:size], self._pending[size:]
+        piece = self._pending[self._at : self._at + size]
+        self._at += len(piece)
         return piece
 
     def _fill(self) -> None:
@@ -234,3 +237,68 @@ class ReadAhead:
                 return
             except queue.Full:
                 continue
+
+
+GUNZIP_STEP = 1024 * 1024
+
+
+class Gunzip:
+    """The decompressed text of a gzip stream (every member, as ``gzip`` reads them), produced a
+    megabyte at a time.
+
+    ``gzip.GzipFile`` decompresses 8 KiB of input a call and checks the CRC in a pass of its own;
+    zlib with ``wbits=31`` parses the header and checks CRC and length itself, and a call that
+    yields up to ``GUNZIP_STEP`` bytes holds the GIL only between megabytes, so on a thread
+    (``ReadAhead``) it decompresses while another thread splits rows. Like ``GzipFile``: zero
+    bytes between or after members are skipped, an empty stream is empty text, a stream cut
+    short raises EOFError and bytes that are not gzip raise ``zlib.error``.
+    """
+
+    def __init__(self, compressed: SupportsRead, step: int = GUNZIP_STEP) -> None:
+        self._compressed = compressed
+        self._step = step
+        self._member: zlib._Decompress | None = None
+        self._input = b""
+        self._input_ended = False
+        self._pending = b""
+        self._at = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        """At most ``size`` bytes of text (all that is left when negative); b"" only at the end."""
+        if size < 0:
+            return b"".join(iter(lambda: self.read(self._step), b""))
+        if self._at >= len(self._pending):
+            self._pending, self._at = self._produce(), 0
+        piece = self._pending[self._at : self._at + size]
+        self._at += len(piece)
+        return piece
+
+    def _produce(self) -> bytes:
+        while True:
+            if self._member is None or self._member.eof:
+                rest = (self._member.unused_data if self._member is not None else b"") + self._input
+                self._member, self._input = None, rest.lstrip(b"\x00")
+                while not self._input:
+                    if not self._more():
+                        return b""
+                    self._input = self._input.lstrip(b"\x00")
+                self._member = zlib.decompressobj(wbits=31)
+            if not self._input and not self._member.unconsumed_tail and not self._more():
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            source = self._member.unconsumed_tail or self._input
+            if not self._member.unconsumed_tail:
+                self._input = b""
+            text = self._member.decompress(source, self._step)
+            if text:
+                return text
+
+    def _more(self) -> bool:
+        """Read more compressed input; False at its end."""
+        if self._input_ended:
+            return False
+        data = self._compressed.read(self._step // 4)
+        if not data:
+            self._input_ended = True
+            return False
+        self._input += data
+        return True
