@@ -499,7 +499,7 @@ def _read_csv_data_file(
             if not _skip(text, start[1]):
                 # (its MD5, when listed, is checked on the way out and tells more)
                 raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
-            with ReadAhead(text, block_size=GUNZIP_STEP) as ahead:
+            with ReadAhead(text, block_size=GUNZIP_STEP, depth=2) as ahead:
                 yield from read(ahead, what)
         except (OSError, EOFError, zlib.error) as exc:
             _verify(entry, digest, compressed)

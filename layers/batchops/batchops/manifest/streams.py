@@ -239,16 +239,16 @@ class ReadAhead:
                 continue
 
 
-GUNZIP_STEP = 1024 * 1024
+GUNZIP_STEP = 256 * 1024
 
 
 class Gunzip:
-    """The decompressed text of a gzip stream (every member, as ``gzip`` reads them), produced a
-    megabyte at a time.
+    """The decompressed text of a gzip stream (every member, as ``gzip`` reads them), produced
+    ``GUNZIP_STEP`` bytes at a time.
 
     ``gzip.GzipFile`` decompresses 8 KiB of input a call and checks the CRC in a pass of its own;
     zlib with ``wbits=31`` parses the header and checks CRC and length itself, and a call that
-    yields up to ``GUNZIP_STEP`` bytes holds the GIL only between megabytes, so on a thread
+    yields up to ``GUNZIP_STEP`` bytes holds the GIL only between such steps, so on a thread
     (``ReadAhead``) it decompresses while another thread splits rows. Like ``GzipFile``: zero
     bytes between or after members are skipped, an empty stream is empty text, a stream cut
     short raises EOFError and bytes that are not gzip raise ``zlib.error``.
