@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
 import os
+import pstats
 import resource
 import sys
 import tempfile
@@ -98,6 +100,11 @@ def main() -> int:
     parser.add_argument("--sample-ms", type=float, default=1.0)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--chunk-size", type=int, default=1000)
+    parser.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="profile the multiplexed chunk runs (one thread: cProfile sees all of a task's work there)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="inflight-"))
@@ -145,6 +152,17 @@ def main() -> int:
         engine: Engine = dispatcher.engine
         for name in ("prepare", "run_chunk", "finalize", "settle", "activate"):
             setattr(engine, name, timed(name, getattr(engine, name)))
+        profile = cProfile.Profile(time.thread_time) if args.cprofile else None
+        if profile is not None:
+            from batchops.s3fast.multiplex import Multiplexer
+
+            plain_run = Multiplexer.run
+
+            def profiled_run(self: Multiplexer, *a: Any, **k: Any) -> Any:
+                assert profile is not None
+                return profile.runcall(plain_run, self, *a, **k)
+
+            Multiplexer.run = profiled_run  # type: ignore[method-assign]
         sampler = Sampler(args.sample_ms / 1000) if args.sample else None
         if sampler:
             sampler.start()
@@ -163,7 +181,9 @@ def main() -> int:
     ideal = args.in_flight / (args.delay_ms / 1000) if args.delay_ms else float("inf")
     chunks_wall = phases["run_chunk"][0]
     chunks_cpu = phases["run_chunk"][1]
-    print(f"in flight {args.in_flight}, {args.n} tasks, {args.delay_ms:g} ms; stub saw {stats['operations']}")
+    print(
+        f"in flight {args.in_flight}, {args.n} tasks, {args.delay_ms:g} ms; stub saw {stats['operations']}, connections {stats['connections']}"
+    )
     for name, (w, c, count) in phases.items():
         print(f"  {name:10s} x{count:<4d} wall {w * 1000:8.1f} ms  cpu {c * 1000:8.1f} ms")
     print(f"  job total       wall {wall * 1000:8.1f} ms  cpu {cpu * 1000:8.1f} ms")
@@ -179,6 +199,8 @@ def main() -> int:
         f"voluntary switches {(after.ru_nvcsw - usage.ru_nvcsw) / args.n:.1f}, "
         f"involuntary {(after.ru_nivcsw - usage.ru_nivcsw) / args.n:.1f}"
     )
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
     if sampler:
         total = sum(sampler.running.values()) + sum(sampler.blocked.values())
         print(f"\n{sampler.samples} samples, {total} thread-samples")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from batchops.engine.settings import EngineSettings
@@ -24,10 +25,13 @@ from batchops.engine.throttle import THROTTLING_CODES, Prefix, PrefixThrottle, p
 from batchops.jobs.model import DeleteObject, InitiateRestoreObject, Operation, PutObjectCopy
 from batchops.manifest.resources import MAX_KEY_BYTES, parse_bucket
 from batchops.manifest.tasks import ManifestTask
-from batchops.ops.copy import TargetKeyError, copy_task, target_key
+from batchops.ops.copy import TargetKeyError, copy_task, copy_task_steps, target_key
 from batchops.ops.delete import MAX_KEYS_PER_REQUEST, delete_tasks
 from batchops.ops.outcome import TaskOutcome, failure
-from batchops.ops.restore import restore_task
+from batchops.ops.restore import restore_task, restore_task_steps
+from batchops.s3fast.client import multiplexable
+from batchops.s3fast.multiplex import Multiplexer
+from batchops.s3fast.steps import Sleep, Steps
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -75,6 +79,8 @@ def run_tasks(
 
     if not tasks:
         return []
+    if multiplexable(s3):
+        return _run_multiplexed(s3, op, target_bucket, tasks, settings, pool, should_stop, throttle)
     results: list[TaskOutcome | None] = [None] * len(tasks)
     cursor = _Cursor(len(tasks), should_stop)
 
@@ -119,6 +125,63 @@ class _Cursor:
             self.stopped = True
 
 
+def _run_multiplexed(  # noqa: PLR0917 - run_tasks's arguments, passed on
+    s3: S3Client,
+    op: Operation,
+    target_bucket: str | None,
+    tasks: Sequence[ManifestTask],
+    settings: EngineSettings,
+    pool: ThreadPoolExecutor,
+    should_stop: ShouldStop,
+    throttle: PrefixThrottle,
+) -> list[TaskOutcome]:
+    """``run_tasks`` on this thread: every task's requests multiplexed on non-blocking sockets
+    (``s3fast.multiplex``), what must block (boto3's calls, multipart copies) on ``pool``."""
+
+    def one(task: ManifestTask) -> Steps[TaskOutcome]:
+        where = _written_prefix(op, target_bucket, task)
+        retry = 0
+        while True:
+            while (wait := throttle.try_acquire(where)) is not None:
+                yield Sleep(wait)
+            try:
+                outcome = yield from _one_steps(s3, op, task, settings)
+            except BaseException:
+                throttle.release(where)
+                raise
+            throttle.release(where, throttled=outcome.error_code in THROTTLING_CODES)
+            backoff = _retry_backoff(outcome, retry, settings, should_stop)
+            if backoff is None:
+                return outcome
+            yield Sleep(backoff)
+            retry += 1
+
+    mux = Multiplexer(pool)
+    try:
+        results, stopped = mux.run(
+            [partial(one, task) for task in tasks], settings.task_concurrency, should_stop
+        )
+    finally:
+        mux.close()
+    outcomes = cast("list[TaskOutcome]", results)
+    return _cut_at_first_transient(outcomes) if stopped or should_stop() else outcomes
+
+
+def _one_steps(
+    s3: S3Client, op: Operation, task: ManifestTask, settings: EngineSettings
+) -> Steps[TaskOutcome]:
+    """``_run_one`` as steps."""
+    if len(task.key.encode()) > MAX_KEY_BYTES:
+        return failure(400, "KeyTooLongError", f"the key is longer than {MAX_KEY_BYTES} bytes")
+    if isinstance(op, PutObjectCopy):
+        return (
+            yield from copy_task_steps(s3, task.bucket, task.key, task.version_id, op, settings=settings.copy)
+        )
+    if isinstance(op, InitiateRestoreObject):
+        return (yield from restore_task_steps(s3, task.bucket, task.key, task.version_id, op))
+    raise TypeError(f"not a per-object operation: {op!r}")
+
+
 def _cut_at_first_transient(outcomes: list[TaskOutcome]) -> list[TaskOutcome]:
     """When a run stops early, a task that failed transiently is left for the next run, not failed."""
     for position, outcome in enumerate(outcomes):
@@ -151,12 +214,22 @@ def _with_retries(
     attempt: Callable[[], TaskOutcome], settings: EngineSettings, should_stop: ShouldStop
 ) -> TaskOutcome:
     outcome = attempt()
-    for retry in range(settings.transient_retries):
-        if outcome.succeeded or not outcome.transient or should_stop():
-            break
-        time.sleep(settings.retry_backoff_seconds * 2**retry)
+    retry = 0
+    while (backoff := _retry_backoff(outcome, retry, settings, should_stop)) is not None:
+        time.sleep(backoff)
         outcome = attempt()
+        retry += 1
     return outcome
+
+
+def _retry_backoff(
+    outcome: TaskOutcome, retry: int, settings: EngineSettings, should_stop: ShouldStop
+) -> float | None:
+    """How long to wait before trying a task again after ``retry`` retries; None: not again."""
+    if retry >= settings.transient_retries or outcome.succeeded or not outcome.transient or should_stop():
+        return None
+    backoff: float = settings.retry_backoff_seconds * 2**retry
+    return backoff
 
 
 def _run_deletes(

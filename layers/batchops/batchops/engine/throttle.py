@@ -25,6 +25,7 @@ THROTTLING_CODES = frozenset(
 )
 
 Prefix = tuple[str, str]
+_SLOT_POLL_SECONDS = 0.01
 
 
 def prefix_of(bucket: str, key: str) -> Prefix:
@@ -92,6 +93,21 @@ class PrefixThrottle:
                     break
                 self._changed.wait(wait if wait > 0 else None)
             state.in_flight += 1
+
+    def try_acquire(self, prefix: Prefix) -> float | None:
+        """``acquire`` without waiting: None when a slot was taken, else how long to wait before
+        trying again (what is left of the prefix's pause, or a short while for a slot to free)."""
+        with self._changed:
+            state = self._states.get(prefix)
+            if state is None:
+                state = self._states[prefix] = _PrefixState(self.ceiling)
+            wait = state.paused_until - self._clock() if state.paused_until else 0.0
+            if wait > 0:
+                return wait
+            if state.in_flight >= state.allowance:
+                return _SLOT_POLL_SECONDS
+            state.in_flight += 1
+            return None
 
     def release(self, prefix: Prefix, *, throttled: bool | None = None) -> None:
         """Give back a slot ``acquire`` took; with ``throttled``, also ``record`` the answer (one
