@@ -84,6 +84,12 @@ def _client(moto_endpoint: str, kind: str, retries: int = 0) -> tuple[S3Client, 
     return s3, proxy
 
 
+def _lean_client(moto_endpoint: str) -> tuple[S3Client, FaultProxy]:
+    s3, proxy = _client(moto_endpoint, "lean")
+    assert proxy is not None
+    return s3, proxy
+
+
 def _maybe_lean(s3: S3Client, kind: str) -> S3Client:
     return lean_s3_client(s3) if kind == "lean" else s3
 
@@ -95,7 +101,7 @@ def test_multiplexed_tasks_keep_manifest_order_and_the_window(s3: S3Client, moto
     for n in range(40):
         if n != 5:
             s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
-    s3, proxy = _client(moto_endpoint, "lean")
+    s3, proxy = _lean_client(moto_endpoint)
     in_flight: list[int] = []
     now = [0]
     lock = threading.Lock()
@@ -136,7 +142,7 @@ def test_an_error_in_a_multiplexed_task_is_raised_once_the_others_are_done(
     src, dst = new_bucket(s3), new_bucket(s3)
     for n in range(6):
         s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
-    s3, proxy = _client(moto_endpoint, "lean")
+    s3, proxy = _lean_client(moto_endpoint)
     sent = inject(s3, "CopyObject", count_only())
     tasks = [ManifestTask(src, f"k{n}", None) for n in range(6)]
     tasks[2] = ManifestTask(src, 42, None)  # type: ignore[arg-type] # not a key: a bug, not an S3 failure
