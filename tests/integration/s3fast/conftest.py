@@ -58,11 +58,14 @@ class Multiplexed:
         return call
 
 
-def boto3_client(url: str, max_attempts: int = 3, read_timeout: float = 5, **s3: Any) -> S3Client:
+def boto3_client(
+    url: str, max_attempts: int = 3, read_timeout: float = 5, pool: int = 10, **s3: Any
+) -> S3Client:
     config = Config(
         retries={"mode": "standard", "max_attempts": max_attempts - 1},  # botocore counts retries here
         read_timeout=read_timeout,
         connect_timeout=2,
+        max_pool_connections=pool,
         s3={"addressing_style": "path", **s3},  # type: ignore[arg-type]
     )
     return boto3.client(
