@@ -246,6 +246,27 @@ def test_multiplexed_calls(server: ScriptedServer) -> None:
     assert 1 < server.connections <= 32
 
 
+def test_a_stop_check_that_fails_stops_the_starting_and_is_raised(server: ScriptedServer) -> None:
+    # GIVEN multiplexed calls whose stop check fails as the third is about to start
+    lean = LeanS3Client(boto3_client(server.url))
+    server.default = Answer(COPY_RESULT, delay=0.01)
+    params = {"Bucket": "dst", "Key": "k", "CopySource": "src/k"}
+    looks = iter([False, False])
+
+    def should_stop() -> bool:
+        return next(looks)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        mux = Multiplexer(pool)
+        try:
+            # WHEN they run, then THEN the failure is raised, once the two started have finished
+            with pytest.raises(StopIteration):
+                mux.run([lambda: lean.steps("copy_object", dict(params))] * 5, 4, should_stop)
+        finally:
+            mux.close()
+    assert len(server.requests) == 2
+
+
 def test_a_restore_body_and_checksum_header(server: ScriptedServer) -> None:
     server.script(response(202))
     LeanS3Client(boto3_client(server.url)).restore_object(

@@ -291,8 +291,12 @@ class Multiplexer:
         started = 0
         while True:
             while not stopped and self._error is None and self._in_flight < limit and started < len(starts):
-                if should_stop():
-                    stopped = True
+                try:
+                    stopped = should_stop()
+                except BaseException as exc:  # raised once those running are done
+                    self._error = exc
+                    break
+                if stopped:
                     break
                 task = _Task(started, starts[started]())
                 self._results.append(_NOTHING)
