@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from lxml import etree
 
 from batchops.api.routes import ApiRequest, JobsApi
@@ -180,3 +181,39 @@ def test_only_the_lead_process_prepares_and_finalizes(make_service: Callable[...
     job = svc.describe(job_id)
     assert job.findtext("Status") == "Complete"
     assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "3"
+
+
+def children_of(pid: int) -> list[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(found) == 2:
+            return [int(child) for child in found]
+        time.sleep(0.05)
+    raise AssertionError("the worker processes did not start")
+
+
+@pytest.mark.parametrize(("signalled", "code"), [("parent", 0), ("one child", 1)])
+def test_run_in_processes_stops_as_a_whole(tmp_path: Path, signalled: str, code: int) -> None:
+    # GIVEN `batchops run --processes 2` waiting for work
+    env = engine_env("http://127.0.0.1:9", tmp_path / "jobs.db")
+    parent = subprocess.Popen(
+        [BATCHOPS, "run", "--processes", "2"], env=env, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        children = children_of(parent.pid)
+        # WHEN the command is asked to stop (SIGTERM), or one of its processes dies (SIGKILL)
+        if signalled == "parent":
+            parent.send_signal(signal.SIGTERM)
+        else:
+            os.kill(children[0], signal.SIGKILL)
+        # THEN every process stops: 0 when asked to, 1 when one of them died
+        assert parent.wait(timeout=30) == code
+        for child in children:
+            assert (
+                not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+            )
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()

@@ -266,11 +266,14 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
     # none stops while another is still at work, since that work can make more (a next chunk, a
     # report). One failing stops the others: run the command again (leases make that safe).
     context = multiprocessing.get_context("fork")
-    shared = process_idle_counters(context) if args.until_idle else None
+    workers = args.processes * settings.engine.workers
+    shared = process_idle_counters(context, workers) if args.until_idle else None
     children = [
         context.Process(target=_run_child, args=(args, settings, shared, n == 0), name=f"batchops-run-{n}")
         for n in range(args.processes)
     ]
+    # SIGTERM waits (blocked) until each process has its own handler: none is killed half-started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     for child in children:
         child.start()
 
@@ -280,6 +283,7 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
                 os.kill(child.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop_children)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     running = list(children)
     try:
         while running:
@@ -313,6 +317,7 @@ def _run_here(
     dispatcher = local_dispatcher(store, settings, lead=lead)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by a parent of processes
         if args.until_idle:
             dispatcher.run_until_idle(shared)
         else:

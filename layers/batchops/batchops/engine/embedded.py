@@ -94,7 +94,7 @@ class EmbeddedDispatcher:
         given the same counters: none stops while a worker of another is still at work.
         """
         self.resume()
-        idle = _IdleWatch(shared)
+        idle = _IdleWatch(shared if shared is not None else _ThreadCounters(self.engine.settings.workers))
         threads = [
             threading.Thread(
                 target=idle.run,
@@ -186,17 +186,20 @@ class EmbeddedDispatcher:
 
 
 class IdleCounters(Protocol):
-    """What workers waiting for each other share: a condition and three counters under its lock."""
+    """What workers waiting for each other share: a condition and counters under its lock."""
 
     condition: Any
+    pending: int
+    """Workers that have not begun: none may call it a day before all have looked for work."""
     stepping: int
     progress: int
     failed: bool
 
 
 class _ThreadCounters:
-    def __init__(self) -> None:
+    def __init__(self, workers: int) -> None:
         self.condition: Any = threading.Condition()
+        self.pending = workers
         self.stepping = 0
         self.progress = 0
         self.failed = False
@@ -205,9 +208,18 @@ class _ThreadCounters:
 class _ProcessCounters:
     """The counters in shared memory, for worker processes forked after they were made."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, workers: int) -> None:
         self.condition: Any = context.Condition()
-        self._values = context.RawArray("q", 3)
+        self._values = context.RawArray("q", 4)
+        self.pending = workers
+
+    @property
+    def pending(self) -> int:
+        return int(self._values[3])
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self._values[3] = value
 
     @property
     def stepping(self) -> int:
@@ -234,26 +246,31 @@ class _ProcessCounters:
         self._values[2] = int(value)
 
 
-def process_idle_counters(context: Any) -> IdleCounters:
+def process_idle_counters(context: Any, workers: int) -> IdleCounters:
     """Counters for ``run_until_idle`` shared by the processes ``context`` (a multiprocessing
-    context that forks) starts afterwards."""
-    return _ProcessCounters(context)
+    context that forks) starts afterwards, ``workers`` in all of them together."""
+    return _ProcessCounters(context, workers)
 
 
 class _IdleWatch:
     """Workers stepping until none has anything to do and none is in the middle of a step."""
 
-    def __init__(self, shared: IdleCounters | None = None) -> None:
-        self._shared: IdleCounters = shared if shared is not None else _ThreadCounters()
-        self._changed = self._shared.condition
+    def __init__(self, shared: IdleCounters) -> None:
+        self._shared = shared
+        self._changed = shared.condition
         """``progress`` counts steps that did something: only those can have made work for others."""
         self.error: BaseException | None = None
 
     def run(self, step: Callable[[], bool]) -> None:
         shared = self._shared
+        begun = False
         while True:
             with self._changed:
+                if not begun:
+                    shared.pending -= 1
+                    begun = True
                 if shared.failed:
+                    self._changed.notify_all()
                     return
                 shared.stepping += 1
                 seen = shared.progress
@@ -273,11 +290,11 @@ class _IdleWatch:
             if worked:
                 continue
             with self._changed:
-                # Nothing for this worker: wait for the others' steps; done once none is stepping
-                # and none did anything since this one looked.
-                while shared.stepping and shared.progress == seen and not shared.failed:
+                # Nothing for this worker: wait for the others' steps (and for those yet to begin);
+                # done once none is stepping or to begin and none did anything since this one looked.
+                while (shared.stepping or shared.pending) and shared.progress == seen and not shared.failed:
                     self._changed.wait()
-                if shared.failed or (not shared.stepping and shared.progress == seen):
+                if shared.failed or (not shared.stepping and not shared.pending and shared.progress == seen):
                     return
 
 
