@@ -205,27 +205,33 @@ class Batchops(Peer):
     """``batchops run --until-idle`` on a job created for the workload: one worker with
     BATCHOPS_TASK_CONCURRENCY tasks in flight, as many as the peers' (two workers would only put
     twice as many in flight where a job has several chunks). ``workers`` other than 1 is for S4,
-    where a chunk is one DeleteObjects request, so the workers are the requests in flight."""
+    where a chunk is one DeleteObjects request, so the workers are the requests in flight. With
+    ``processes`` > 1 (BATCHOPS_PROCESSES), that many worker processes share the in-flight count,
+    so the total in flight is the same, and the job's chunks (at most 1,000 tasks, as always) are
+    sized to split evenly between them: a process with no chunk to run would leave its share of
+    the in-flight count idle."""
 
-    startup_key = "batchops"
     ops = frozenset({"copy", "delete", "restore"})
 
-    def __init__(self, name: str = "batchops", workers: int = 1) -> None:
-        self.name = name
+    def __init__(self, name: str | None = None, *, workers: int = 1, processes: int = 1) -> None:
         self.workers = workers
+        self.processes = processes
+        self.name = name or ("batchops" if processes == 1 else f"batchops {processes} processes")
+        self.startup_key = "batchops" if processes == 1 else f"batchops-{processes}p"
         command = Path(sys.executable).parent / "batchops"
         self.command = [str(command)] if command.exists() else [sys.executable, "-m", "batchops.cli.main"]
 
-    def in_flight(self, work: Workload) -> int:
-        return work.concurrency * self.workers
-
-    def _cmd(self, ctx: Context, scratch: Path, db: Path, concurrency: int) -> Invocation:
+    def _cmd(self, ctx: Context, scratch: Path, db: Path, concurrency: int, n: int = 0) -> Invocation:
         env = peer_env(
             ctx.stub.endpoint,
             scratch,
             BATCHOPS_WORKERS=str(self.workers),
-            BATCHOPS_TASK_CONCURRENCY=str(concurrency),
+            BATCHOPS_TASK_CONCURRENCY=str(max(1, concurrency // self.processes)),
+            BATCHOPS_PROCESSES=str(self.processes),
         )
+        if self.processes > 1 and n > 0:
+            chunks = self.processes * math.ceil(n / (self.processes * 1000))
+            env["BATCHOPS_CHUNK_SIZE"] = str(math.ceil(n / chunks))
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         return Invocation([*self.command, "run", "--until-idle", "--db", str(db)], env)
@@ -235,13 +241,16 @@ class Batchops(Peer):
         db = scratch / "jobs.db"
         manifest_key, etag = batchops_job.write_manifest(ctx.objects, work.n, PREFIX)
         job_id = batchops_job.create_job(db, work.op, manifest_key, etag)
-        invocation = self._cmd(ctx, scratch, db, work.concurrency)
+        invocation = self._cmd(ctx, scratch, db, work.concurrency, work.n)
         invocation.check = lambda stats: batchops_job.check_job(db, job_id, work.n, ctx.s3)
         return invocation
 
+    def in_flight(self, work: Workload) -> int:
+        return self.workers * self.processes * max(1, work.concurrency // self.processes)
+
     def zero(self, ctx: Context) -> Invocation:
         scratch = ctx.scratch("batchops-zero")
-        return self._cmd(ctx, scratch, scratch / "empty.db", 1)
+        return self._cmd(ctx, scratch, scratch / "empty.db", self.processes)
 
 
 # The peers the suite runs.
@@ -255,7 +264,15 @@ AWS = AwsCli()
 BATCHOPS = Batchops()
 BATCHOPS_2_WORKERS = Batchops("batchops, 2 workers", workers=2)
 """batchops with its default two workers: in S4 (a chunk is one DeleteObjects), two requests in flight."""
-STARTUP_PEERS: dict[str, Peer] = {"boto3": SEQ, "s5cmd": S5CMD, "aws-cli": AWS, "batchops": BATCHOPS}
+BATCHOPS_2P = Batchops(processes=2)
+"""The embedded engine on both cores: two worker processes, the in-flight count split between them."""
+STARTUP_PEERS: dict[str, Peer] = {
+    "boto3": SEQ,
+    "s5cmd": S5CMD,
+    "aws-cli": AWS,
+    "batchops": BATCHOPS,
+    BATCHOPS_2P.startup_key: BATCHOPS_2P,
+}
 
 
 def work_done(op: str, n: int, stats: dict[str, Any]) -> str | None:

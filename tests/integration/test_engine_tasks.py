@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from batchops.engine.outcomes import MAX_ENCODED_BYTES, decode_outcomes, encode_outcomes
@@ -20,8 +21,10 @@ from batchops.jobs.model import DeleteObject, PutObjectCopy
 from batchops.manifest.tasks import ManifestTask
 from batchops.ops.delete import delete_tasks
 from batchops.ops.outcome import failure
+from batchops.s3fast import lean_s3_client
 from tests.conftest import new_bucket
-from tests.faults import count_only, inject, response, s3_error
+from tests.fault_proxy import FaultProxy
+from tests.faults import count_only, inject, response, route_through, s3_error
 from tests.integration.jobs_harness import (
     Service,
     csv_manifest,
@@ -34,15 +37,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 
-def test_a_stop_leaves_transiently_failed_tasks_for_the_next_run(s3: S3Client, moto_endpoint: str) -> None:
-    # GIVEN six copies, the fourth throttled for good, and a runner told to stop as it ends
+@pytest.mark.parametrize("client", ["boto3", "lean"])
+def test_a_stop_leaves_transiently_failed_tasks_for_the_next_run(
+    s3: S3Client, moto_endpoint: str, client: str
+) -> None:
+    # GIVEN six copies, the fourth throttled for good, and a runner told to stop as it ends;
+    # the lean client's copies are multiplexed on the runner's thread, boto3's run on the pool
     src, dst = new_bucket(s3), new_bucket(s3)
     for n in range(6):
         s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
-    # one attempt per call, so that botocore's throttle backoff does not slow the test down
-    s3 = boto3.client(
-        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 1})
-    )
+    s3, proxy = _client(moto_endpoint, client)
     inject(
         s3,
         "CopyObject",
@@ -51,18 +55,113 @@ def test_a_stop_leaves_transiently_failed_tasks_for_the_next_run(s3: S3Client, m
     calls = iter(range(100))
     settings = EngineSettings(task_concurrency=1, transient_retries=0)
     tasks = [ManifestTask(src, f"k{n}", None) for n in range(6)]
-    with ThreadPoolExecutor(2) as pool:
-        # WHEN it stops after the fifth task was started
-        outcomes = run_tasks(
-            s3,
-            PutObjectCopy(f"arn:aws:s3:::{dst}"),
-            tasks,
-            settings=settings,
-            pool=pool,
-            should_stop=lambda: next(calls) >= 5,
-        )
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            # WHEN it stops after the fifth task was started
+            outcomes = run_tasks(
+                _maybe_lean(s3, client),
+                PutObjectCopy(f"arn:aws:s3:::{dst}"),
+                tasks,
+                settings=settings,
+                pool=pool,
+                should_stop=lambda: next(calls) >= 5,
+            )
+    finally:
+        if proxy is not None:
+            proxy.stop()
     # THEN the segment ends before the throttled task: it runs again, it is not a failed row
     assert [o.succeeded for o in outcomes] == [True, True, True]
+
+
+def _client(moto_endpoint: str, kind: str, retries: int = 0) -> tuple[S3Client, FaultProxy | None]:
+    """No retries by botocore (no throttle backoff to wait for, every SlowDown reaches the
+    engine); the lean client's on a fault proxy, since its calls skip botocore's hooks."""
+    config = Config(retries={"mode": "standard", "max_attempts": retries}, s3={"addressing_style": "path"})
+    if kind == "boto3":
+        return boto3.client("s3", endpoint_url=moto_endpoint, config=config), None
+    proxy = FaultProxy(moto_endpoint)
+    s3 = boto3.client("s3", endpoint_url=proxy.url, config=config)
+    route_through(s3, proxy)
+    return s3, proxy
+
+
+def _lean_client(moto_endpoint: str) -> tuple[S3Client, FaultProxy]:
+    s3, proxy = _client(moto_endpoint, "lean")
+    assert proxy is not None
+    return s3, proxy
+
+
+def _maybe_lean(s3: S3Client, kind: str) -> S3Client:
+    return lean_s3_client(s3) if kind == "lean" else s3
+
+
+def test_multiplexed_tasks_keep_manifest_order_and_the_window(s3: S3Client, moto_endpoint: str) -> None:
+    # GIVEN 40 copies through the lean client, the first two answered late, the sixth's source
+    # missing
+    src, dst = new_bucket(s3), new_bucket(s3)
+    for n in range(40):
+        if n != 5:
+            s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
+    s3, proxy = _lean_client(moto_endpoint)
+    in_flight: list[int] = []
+    now = [0]
+    lock = threading.Lock()
+
+    def slow(request: Any, _count: int) -> None:
+        with lock:
+            now[0] += 1
+            in_flight.append(now[0])
+        time.sleep(0.05 if request.url.endswith(("k00", "k01")) else 0.005)
+        with lock:
+            now[0] -= 1
+
+    inject(s3, "CopyObject", slow)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            # WHEN they run with 8 in flight
+            outcomes = run_tasks(
+                lean_s3_client(s3),
+                PutObjectCopy(f"arn:aws:s3:::{dst}"),
+                [ManifestTask(src, f"k{n:02d}", None) for n in range(40)],
+                settings=EngineSettings(task_concurrency=8),
+                pool=pool,
+                should_stop=lambda: False,
+            )
+    finally:
+        proxy.stop()
+    # THEN every task has its own outcome, in manifest order, and never more than 8 ran at once
+    assert [(o.succeeded, o.http_status) for o in outcomes] == [
+        (False, 404) if n == 5 else (True, 200) for n in range(40)
+    ]
+    assert max(in_flight) <= 8
+
+
+def test_an_error_in_a_multiplexed_task_is_raised_once_the_others_are_done(
+    s3: S3Client, moto_endpoint: str
+) -> None:
+    # GIVEN copies through the lean client, one of whose keys makes the operation code raise
+    src, dst = new_bucket(s3), new_bucket(s3)
+    for n in range(6):
+        s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    s3, proxy = _lean_client(moto_endpoint)
+    sent = inject(s3, "CopyObject", count_only())
+    tasks = [ManifestTask(src, f"k{n}", None) for n in range(6)]
+    tasks[2] = ManifestTask(src, 42, None)  # type: ignore[arg-type] # not a key: a bug, not an S3 failure
+    try:
+        with ThreadPoolExecutor(2) as pool, pytest.raises(TypeError):
+            # WHEN they run
+            run_tasks(
+                lean_s3_client(s3),
+                PutObjectCopy(f"arn:aws:s3:::{dst}"),
+                tasks,
+                settings=EngineSettings(task_concurrency=2),
+                pool=pool,
+                should_stop=lambda: False,
+            )
+    finally:
+        proxy.stop()
+    # THEN the error is raised, after the copies already started, and no other was started
+    assert len(sent.seen) <= 3
 
 
 def test_outcomes_fit_one_item_whatever_their_language() -> None:
@@ -184,15 +283,17 @@ def test_a_chunk_of_delete_requests_told_to_stop_records_the_requests_it_started
     assert len(outcomes) == 2000
 
 
-def test_a_prefix_s3_throttles_pauses_while_other_prefixes_go_on(s3: S3Client, moto_endpoint: str) -> None:
-    # GIVEN copies under a hot prefix, whose first answer is SlowDown, and under a cold one
+@pytest.mark.parametrize("client", ["boto3", "lean"])
+def test_a_prefix_s3_throttles_pauses_while_other_prefixes_go_on(
+    s3: S3Client, moto_endpoint: str, client: str
+) -> None:
+    # GIVEN a copy under a hot prefix, whose first answer is SlowDown, then copies under a cold
+    # one, then more under the hot one (threads for boto3, multiplexed for the lean client)
     src, dst = new_bucket(s3), new_bucket(s3)
-    keys = [f"{prefix}/{n}" for n in range(6) for prefix in ("hot", "cold")]
+    keys = ["hot/0", *(f"cold/{n}" for n in range(6)), *(f"hot/{n}" for n in range(1, 6))]
     for key in keys:
         s3.put_object(Bucket=src, Key=key, Body=b"x")
-    s3 = boto3.client(
-        "s3", endpoint_url=moto_endpoint, config=Config(retries={"mode": "standard", "max_attempts": 0})
-    )
+    s3, proxy = _client(moto_endpoint, client)
     sent: list[tuple[float, str]] = []
 
     def decide(request: Any, count: int) -> Any:
@@ -203,17 +304,21 @@ def test_a_prefix_s3_throttles_pauses_while_other_prefixes_go_on(s3: S3Client, m
 
     inject(s3, "CopyObject", decide)
     settings = EngineSettings(task_concurrency=2, retry_backoff_seconds=0.0, slowdown_pause_seconds=0.4)
-    with ThreadPoolExecutor(2) as pool:
-        # WHEN they run (the engine retries the throttled task)
-        outcomes = run_tasks(
-            s3,
-            PutObjectCopy(f"arn:aws:s3:::{dst}"),
-            [ManifestTask(src, key, None) for key in keys],
-            settings=settings,
-            pool=pool,
-            should_stop=lambda: False,
-            throttle=PrefixThrottle(2, pause_seconds=0.4, jitter=lambda: 1.0),
-        )
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            # WHEN they run (the engine retries the throttled task)
+            outcomes = run_tasks(
+                _maybe_lean(s3, client),
+                PutObjectCopy(f"arn:aws:s3:::{dst}"),
+                [ManifestTask(src, key, None) for key in keys],
+                settings=settings,
+                pool=pool,
+                should_stop=lambda: False,
+                throttle=PrefixThrottle(2, pause_seconds=0.4, jitter=lambda: 1.0),
+            )
+    finally:
+        if proxy is not None:
+            proxy.stop()
     # THEN every task succeeded, the hot prefix sent nothing during its pause, the cold one did
     assert all(o.succeeded for o in outcomes)
     throttled_at = next(t for t, p in sent if p == "hot")

@@ -115,6 +115,9 @@ class LocalSettings:
     credentials_secret: str | None = None
     """`batchops serve` reads its keys from this secret instead (its `--credentials-secret`)."""
     credentials_secret_max_age: int = DEFAULT_MAX_AGE_SECONDS
+    processes: int = 1
+    """`batchops run`: worker processes on the one store (BATCHOPS_PROCESSES), each with the
+    engine's workers: the embedded engine's way to more than one core."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LocalSettings:
@@ -134,6 +137,7 @@ class LocalSettings:
             endpoint=env.get("BATCHOPS_ENDPOINT") or DEFAULT_ENDPOINT,
             engine=_engine_settings(env, workers=None),
             s3_addressing_style=_addressing_style(env),
+            processes=_positive_int(env, "BATCHOPS_PROCESSES", 1),
         )
 
 

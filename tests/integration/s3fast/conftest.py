@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import pytest
 from botocore.config import Config
 
 from batchops.s3fast import LeanS3Client
+from batchops.s3fast.multiplex import Multiplexer
 from tests.scripted_http import Answer, Recorded, ScriptedServer, serving
 
 if TYPE_CHECKING:
@@ -25,11 +27,45 @@ def server() -> Iterator[ScriptedServer]:
     yield from serving()
 
 
-def boto3_client(url: str, max_attempts: int = 3, read_timeout: float = 5, **s3: Any) -> S3Client:
+_VIA = {"lean": "blocking"}
+
+
+@pytest.fixture(params=["blocking", "multiplexed"])
+def lean_via(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``compare`` makes the lean client's calls blocking (as a thread does) or multiplexed (as
+    the engine's chunk runner does, ``s3fast.multiplex``): both must be boto3's twin."""
+    _VIA["lean"] = request.param
+    yield request.param
+    _VIA["lean"] = "blocking"
+
+
+class Multiplexed:
+    """A lean client whose calls are made through a Multiplexer, one at a time."""
+
+    def __init__(self, lean: LeanS3Client) -> None:
+        self.lean = lean
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(**kwargs: Any) -> Any:
+            with ThreadPoolExecutor(2) as pool:
+                mux = Multiplexer(pool)
+                try:
+                    results, _ = mux.run([lambda: self.lean.steps(method, kwargs)], 1, lambda: False)
+                finally:
+                    mux.close()
+            return results[0]
+
+        return call
+
+
+def boto3_client(
+    url: str, max_attempts: int = 3, read_timeout: float = 5, pool: int = 10, **s3: Any
+) -> S3Client:
     config = Config(
         retries={"mode": "standard", "max_attempts": max_attempts - 1},  # botocore counts retries here
         read_timeout=read_timeout,
         connect_timeout=2,
+        max_pool_connections=pool,
         s3={"addressing_style": "path", **s3},  # type: ignore[arg-type]
     )
     return boto3.client(
@@ -79,7 +115,7 @@ def compare(
     stamps = [r.headers["x-amz-date"] for r in theirs.requests] or ["20240101T000000Z"]
     clock = iter([*stamps, *[stamps[-1]] * 100])
     lean = LeanS3Client(boto3_client(endpoint, **config), clock=lambda: next(clock))
-    ours = run(server, lean, script, call)
+    ours = run(server, Multiplexed(lean) if _VIA["lean"] == "multiplexed" else lean, script, call)
     return theirs, ours
 
 

@@ -17,6 +17,7 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ParamValidationError
 
 from batchops.s3fast import LeanS3Client
+from batchops.s3fast.multiplex import Multiplexer
 from tests.integration.s3fast.conftest import LEAN_AGENT, boto3_client, compare
 from tests.integration.s3fast.test_equivalence import COPY_RESULT, copy
 from tests.scripted_http import Answer, ScriptedServer, response, s3_error, xml
@@ -211,8 +212,9 @@ def test_http_framing(server: ScriptedServer, answer: bytes) -> None:
 
 
 def test_concurrent_calls(server: ScriptedServer) -> None:
-    # GIVEN one lean client shared by 32 threads (as the engine's task window shares it)
-    lean = LeanS3Client(boto3_client(server.url))
+    # GIVEN one lean client shared by 32 threads, with as many pooled connections (a smaller pool
+    # discards what it cannot keep, and new connections are opened in their place)
+    lean = LeanS3Client(boto3_client(server.url, pool=32))
     server.default = Answer(COPY_RESULT, delay=0.01)
     # WHEN they make 400 calls
     with ThreadPoolExecutor(max_workers=32) as pool:
@@ -221,6 +223,48 @@ def test_concurrent_calls(server: ScriptedServer) -> None:
     assert results == ['"abc"'] * 400
     assert len(server.requests) == 400 and all(lean_made(server))
     assert server.connections <= 32
+
+
+def test_multiplexed_calls(server: ScriptedServer) -> None:
+    # GIVEN one lean client, its calls multiplexed 32 at a time on one thread
+    lean = LeanS3Client(boto3_client(server.url, pool=32))
+    server.default = Answer(COPY_RESULT, delay=0.01)
+    params = {"Bucket": "dst", "Key": "k", "CopySource": "src/k"}
+    starts = [lambda: lean.steps("copy_object", dict(params)) for _ in range(400)]
+    # WHEN they make 400 calls
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        mux = Multiplexer(pool)
+        try:
+            results, stopped = mux.run(starts, 32, lambda: False)
+        finally:
+            mux.close()
+    # THEN every call succeeded on its own answer, several at once (over several connections),
+    # never more than 32
+    assert not stopped
+    assert [r["CopyObjectResult"]["ETag"] for r in results] == ['"abc"'] * 400
+    assert len(server.requests) == 400 and all(lean_made(server))
+    assert 1 < server.connections <= 32
+
+
+def test_a_stop_check_that_fails_stops_the_starting_and_is_raised(server: ScriptedServer) -> None:
+    # GIVEN multiplexed calls whose stop check fails as the third is about to start
+    lean = LeanS3Client(boto3_client(server.url))
+    server.default = Answer(COPY_RESULT, delay=0.01)
+    params = {"Bucket": "dst", "Key": "k", "CopySource": "src/k"}
+    looks = iter([False, False])
+
+    def should_stop() -> bool:
+        return next(looks)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        mux = Multiplexer(pool)
+        try:
+            # WHEN they run, then THEN the failure is raised, once the two started have finished
+            with pytest.raises(StopIteration):
+                mux.run([lambda: lean.steps("copy_object", dict(params))] * 5, 4, should_stop)
+        finally:
+            mux.close()
+    assert len(server.requests) == 2
 
 
 def test_a_restore_body_and_checksum_header(server: ScriptedServer) -> None:

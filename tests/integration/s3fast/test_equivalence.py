@@ -55,6 +55,10 @@ def delete_many(client: Any) -> Any:
     )
 
 
+# Every case twice: the lean call made blocking, and multiplexed (conftest.lean_via).
+pytestmark = pytest.mark.usefixtures("lean_via")
+
+
 # --- successes ------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -24,7 +26,12 @@ from batchops.cli import tables
 from batchops.cli.client import ApiCallError, ApiReply, JobsClient, ServiceUnreachableError
 from batchops.cli.server import make_server
 from batchops.clients import s3_client, secretsmanager_client
-from batchops.engine.embedded import EmbeddedDispatcher, drop_ledger_when_ended_early
+from batchops.engine.embedded import (
+    EmbeddedDispatcher,
+    IdleCounters,
+    drop_ledger_when_ended_early,
+    process_idle_counters,
+)
 from batchops.engine.phases import Engine
 from batchops.jobs.service import JobService
 from batchops.settings import LocalSettings, SettingsError, SubmitSettings
@@ -59,11 +66,14 @@ def local_service(store: SQLiteJobStore, max_active_jobs: int) -> JobService:
     )
 
 
-def local_dispatcher(store: SQLiteJobStore, settings: LocalSettings) -> EmbeddedDispatcher:
-    """In-process workers on the SQLite store, acting on the S3 endpoint boto3 is configured for."""
+def local_dispatcher(
+    store: SQLiteJobStore, settings: LocalSettings, *, lead: bool = True
+) -> EmbeddedDispatcher:
+    """In-process workers on the SQLite store, acting on the S3 endpoint boto3 is configured for
+    (``lead``: see EmbeddedDispatcher)."""
     s3 = s3_client(settings.engine.s3_connections, settings.s3_addressing_style)
     engine = Engine(local_service(store, settings.max_active_jobs), store, s3, settings.engine)
-    return EmbeddedDispatcher(engine, store)
+    return EmbeddedDispatcher(engine, store, lead=lead)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +127,14 @@ def _parser(settings: LocalSettings) -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run jobs with in-process workers, without the HTTP server")
     _add_db_argument(run, settings)
     run.add_argument("--until-idle", action="store_true", help="stop when no job has work left to do now")
+    run.add_argument(
+        "--processes",
+        type=_positive,
+        default=settings.processes,
+        metavar="N",
+        help="worker processes, each with BATCHOPS_WORKERS workers (BATCHOPS_PROCESSES, default 1): "
+        "one process runs Python on one core at a time",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
     run.set_defaults(run=_run)
 
@@ -240,12 +258,68 @@ def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
+    if args.processes <= 1:
+        return _run_here(args, settings)
+    # Worker processes on the one store (leases keep their chunks apart), forked before anything
+    # here opens a connection or starts a thread. The first also prepares and finalizes jobs (no
+    # two processes must finalize one job at once). With --until-idle they wait for each other:
+    # none stops while another is still at work, since that work can make more (a next chunk, a
+    # report). One failing stops the others: run the command again (leases make that safe).
+    context = multiprocessing.get_context("fork")
+    workers = args.processes * settings.engine.workers
+    shared = process_idle_counters(context, workers) if args.until_idle else None
+    children = [
+        context.Process(target=_run_child, args=(args, settings, shared, n == 0), name=f"batchops-run-{n}")
+        for n in range(args.processes)
+    ]
+    # SIGTERM waits (blocked) until each process has its own handler: none is killed half-started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    for child in children:
+        child.start()
+
+    def stop_children(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_children)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    running = list(children)
+    try:
+        while running:
+            multiprocessing.connection.wait([child.sentinel for child in running])
+            for child in [c for c in running if not c.is_alive()]:
+                child.join()
+                running.remove(child)
+                if child.exitcode != 0:
+                    stop_children(signal.SIGTERM, None)
+    except KeyboardInterrupt:
+        stop_children(signal.SIGTERM, None)
+    for child in children:
+        child.join()
+    return 0 if all(child.exitcode == 0 for child in children) else 1
+
+
+def _run_child(
+    args: argparse.Namespace, settings: LocalSettings, shared: IdleCounters | None, lead: bool
+) -> None:
+    sys.exit(_run_here(args, settings, shared, lead=lead))
+
+
+def _run_here(
+    args: argparse.Namespace,
+    settings: LocalSettings,
+    shared: IdleCounters | None = None,
+    *,
+    lead: bool = True,
+) -> int:
     store = SQLiteJobStore(args.db)
-    dispatcher = local_dispatcher(store, settings)
+    dispatcher = local_dispatcher(store, settings, lead=lead)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by a parent of processes
         if args.until_idle:
-            dispatcher.run_until_idle()
+            dispatcher.run_until_idle(shared)
         else:
             dispatcher.start()
             while True:
@@ -257,6 +331,16 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
         dispatcher.engine.close()
         store.close()
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return number
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

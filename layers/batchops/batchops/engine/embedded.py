@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from functools import partial
+from typing import Any, Protocol
 
 from batchops.engine.phases import Engine
 from batchops.jobs.errors import JobStoreUnavailableError
@@ -33,9 +34,13 @@ _PREPARABLE = frozenset({JobStatus.NEW.value, JobStatus.PREPARING.value})
 
 
 class EmbeddedDispatcher:
-    def __init__(self, engine: Engine, ledger: WorkerLedger) -> None:
+    def __init__(self, engine: Engine, ledger: WorkerLedger, *, lead: bool = True) -> None:
+        """``lead`` False: this process only runs chunks (and settles jobs), leaving preparing and
+        finalizing to the lead process of the same store (``batchops run --processes``), so that
+        no two processes prepare, or finalize, one job at once."""
         self.engine = engine
         self.ledger = ledger
+        self._lead = lead
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy_jobs: set[str] = set()
@@ -75,18 +80,22 @@ class EmbeddedDispatcher:
             if _dead_here(owner):
                 log.info("releasing the leases of %s, which is gone", owner)
                 self.ledger.release_leases_of(owner)
+        if not self._lead:
+            return
         for appid, job_id in self.ledger.jobs_in_status(frozenset({JobStatus.PREPARING.value}), 1000):
             self._exclusively(job_id, partial(self._prepare, appid, job_id))
 
-    def run_until_idle(self) -> None:
+    def run_until_idle(self, shared: IdleCounters | None = None) -> None:
         """Do work with the engine's workers until nothing is left to do now (`batchops run
         --until-idle`); the first error any of them meets is raised here once all have stopped.
 
         A worker that finds nothing to do waits while another is still at work, since what one
         does (a chunk settling its job) can make work for all (the next chunk, the report).
+        With ``shared`` (``process_idle_counters``), that holds for the workers of every process
+        given the same counters: none stops while a worker of another is still at work.
         """
         self.resume()
-        idle = _IdleWatch()
+        idle = _IdleWatch(shared if shared is not None else _ThreadCounters(self.engine.settings.workers))
         threads = [
             threading.Thread(
                 target=idle.run,
@@ -106,18 +115,8 @@ class EmbeddedDispatcher:
         """Do one unit of work; False when there was none."""
         ledger, engine = self.ledger, self.engine
         now = engine.clock()
-        for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
-            if self._retry_after.get(job_id, 0.0) > now:
-                continue
-            if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
-                job_id, partial(self._finalize, appid, job_id, worker)
-            ):
-                return True
-        for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
-            if self._retry_after.get(job_id, 0.0) > now:
-                continue
-            if self._exclusively(job_id, partial(self._prepare, appid, job_id)):
-                return True
+        if self._lead and self._lead_step(worker, now):
+            return True
         for appid, job_id in ledger.jobs_in_status(frozenset({JobStatus.READY.value}), 1):
             engine.activate(appid, job_id)
             return True
@@ -129,6 +128,23 @@ class EmbeddedDispatcher:
             before = engine.service.get(appid, job_id).status
             engine.settle(appid, job_id)
             if engine.service.get(appid, job_id).status is not before:
+                return True
+        return False
+
+    def _lead_step(self, worker: str, now: float) -> bool:
+        """Finish a job that is ending, else prepare a new one; False when there is neither."""
+        ledger = self.ledger
+        for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
+            if self._retry_after.get(job_id, 0.0) > now:
+                continue
+            if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
+                job_id, partial(self._finalize, appid, job_id, worker)
+            ):
+                return True
+        for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
+            if self._retry_after.get(job_id, 0.0) > now:
+                continue
+            if self._exclusively(job_id, partial(self._prepare, appid, job_id)):
                 return True
         return False
 
@@ -185,24 +201,95 @@ class EmbeddedDispatcher:
         return True
 
 
+class IdleCounters(Protocol):
+    """What workers waiting for each other share: a condition and counters under its lock."""
+
+    condition: Any
+    pending: int
+    """Workers that have not begun: none may call it a day before all have looked for work."""
+    stepping: int
+    progress: int
+    failed: bool
+
+
+class _ThreadCounters:
+    def __init__(self, workers: int) -> None:
+        self.condition: Any = threading.Condition()
+        self.pending = workers
+        self.stepping = 0
+        self.progress = 0
+        self.failed = False
+
+
+class _ProcessCounters:
+    """The counters in shared memory, for worker processes forked after they were made."""
+
+    def __init__(self, context: Any, workers: int) -> None:
+        self.condition: Any = context.Condition()
+        self._values = context.RawArray("q", 4)
+        self.pending = workers
+
+    @property
+    def pending(self) -> int:
+        return int(self._values[3])
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self._values[3] = value
+
+    @property
+    def stepping(self) -> int:
+        return int(self._values[0])
+
+    @stepping.setter
+    def stepping(self, value: int) -> None:
+        self._values[0] = value
+
+    @property
+    def progress(self) -> int:
+        return int(self._values[1])
+
+    @progress.setter
+    def progress(self, value: int) -> None:
+        self._values[1] = value
+
+    @property
+    def failed(self) -> bool:
+        return bool(self._values[2])
+
+    @failed.setter
+    def failed(self, value: bool) -> None:
+        self._values[2] = int(value)
+
+
+def process_idle_counters(context: Any, workers: int) -> IdleCounters:
+    """Counters for ``run_until_idle`` shared by the processes ``context`` (a multiprocessing
+    context that forks) starts afterwards, ``workers`` in all of them together."""
+    return _ProcessCounters(context, workers)
+
+
 class _IdleWatch:
     """Workers stepping until none has anything to do and none is in the middle of a step."""
 
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._stepping = 0
-        self._progress = 0
-        """Steps that did something: only those can have made work for others."""
-        self._failed = False
+    def __init__(self, shared: IdleCounters) -> None:
+        self._shared = shared
+        self._changed = shared.condition
+        """``progress`` counts steps that did something: only those can have made work for others."""
         self.error: BaseException | None = None
 
     def run(self, step: Callable[[], bool]) -> None:
+        shared = self._shared
+        begun = False
         while True:
             with self._changed:
-                if self._failed:
+                if not begun:
+                    shared.pending -= 1
+                    begun = True
+                if shared.failed:
+                    self._changed.notify_all()
                     return
-                self._stepping += 1
-                seen = self._progress
+                shared.stepping += 1
+                seen = shared.progress
             worked = False
             try:
                 worked = step()
@@ -210,20 +297,20 @@ class _IdleWatch:
                 with self._changed:
                     if self.error is None:
                         self.error = exc
-                    self._failed = True
+                    shared.failed = True
             finally:
                 with self._changed:
-                    self._stepping -= 1
-                    self._progress += worked
+                    shared.stepping -= 1
+                    shared.progress += worked
                     self._changed.notify_all()
             if worked:
                 continue
             with self._changed:
-                # Nothing for this worker: wait for the others' steps; done once none is stepping
-                # and none did anything since this one looked.
-                while self._stepping and self._progress == seen and not self._failed:
+                # Nothing for this worker: wait for the others' steps (and for those yet to begin);
+                # done once none is stepping or to begin and none did anything since this one looked.
+                while (shared.stepping or shared.pending) and shared.progress == seen and not shared.failed:
                     self._changed.wait()
-                if self._failed or (not self._stepping and self._progress == seen):
+                if shared.failed or (not shared.stepping and not shared.pending and shared.progress == seen):
                     return
 
 

@@ -1,28 +1,38 @@
-"""Run a chunk's tasks for one operation: a bounded window of tasks in flight, in manifest order.
+"""Run a chunk's tasks for one operation: a bounded number of tasks in flight, taken in manifest order.
 
-The window keeps results in order, so when the runner is told to stop (deadline, cancel) the
-tasks done form a prefix of the chunk: exactly what a segment records. Transient failures are
-retried with backoff while the runner may go on; what still fails is recorded as failed with
-its error, like any other failure.
+Tasks are handed out in order, and a runner told to stop (deadline, cancel) finishes what it
+already started before it returns: the tasks done form a prefix of the chunk, exactly what a
+segment records. Transient failures are retried with backoff while the runner may go on; what
+still fails is recorded as failed with its error, like any other failure.
+
+The ``task_concurrency`` threads each take the next task as they finish one (rather than one
+pool job and one future per task): per task, the chunk's thread neither submits nor waits, and
+no thread is woken just to be handed work. At tens of tasks in flight those hand-offs, and the
+GIL changing hands for each, were a large part of a task's CPU.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from batchops.engine.settings import EngineSettings
 from batchops.engine.throttle import THROTTLING_CODES, Prefix, PrefixThrottle, prefix_of
 from batchops.jobs.model import DeleteObject, InitiateRestoreObject, Operation, PutObjectCopy
 from batchops.manifest.resources import MAX_KEY_BYTES, parse_bucket
 from batchops.manifest.tasks import ManifestTask
-from batchops.ops.copy import TargetKeyError, copy_task, target_key
+from batchops.ops.copy import TargetKeyError, copy_task, copy_task_steps, target_key
 from batchops.ops.delete import MAX_KEYS_PER_REQUEST, delete_tasks
 from batchops.ops.outcome import TaskOutcome, failure
-from batchops.ops.restore import restore_task
+from batchops.ops.restore import restore_task, restore_task_steps
+from batchops.s3fast.client import multiplexable
+from batchops.s3fast.multiplex import Multiplexer
+from batchops.s3fast.steps import Sleep, Steps
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -57,25 +67,120 @@ def run_tasks(
         where = _written_prefix(op, target_bucket, task)
 
         def attempt() -> TaskOutcome:
-            with throttle.slot(where):
+            throttle.acquire(where)
+            try:
                 outcome = _run_one(s3, op, task, settings)
-            throttle.record(where, throttled=outcome.error_code in THROTTLING_CODES)
+            except BaseException:
+                throttle.release(where)
+                raise
+            throttle.release(where, throttled=outcome.error_code in THROTTLING_CODES)
             return outcome
 
         return _with_retries(attempt, settings, should_stop)
 
-    window: deque[Future[TaskOutcome]] = deque()
-    outcomes: list[TaskOutcome] = []
-    stopped = False
-    for task in tasks:
-        if should_stop():
-            stopped = True
-            break
-        while len(window) >= settings.task_concurrency:
-            outcomes.append(window.popleft().result())
-        window.append(pool.submit(one, task))
-    outcomes.extend(future.result() for future in window)
+    if not tasks:
+        return []
+    if multiplexable(s3):
+        return _run_multiplexed(s3, op, target_bucket, tasks, settings, pool, should_stop, throttle)
+    results: list[TaskOutcome | None] = [None] * len(tasks)
+    cursor = _Cursor(len(tasks), should_stop)
+
+    def runner() -> None:
+        try:
+            while (index := cursor.take()) is not None:
+                results[index] = one(tasks[index])
+        except BaseException:
+            cursor.halt()  # the others stop taking tasks; the error is raised below
+            raise
+
+    runners = [pool.submit(runner) for _ in range(min(settings.task_concurrency, len(tasks)))]
+    for future in runners:
+        future.result()
+    outcomes = cast("list[TaskOutcome]", results[: cursor.taken])
+    return _cut_at_first_transient(outcomes) if cursor.stopped or should_stop() else outcomes
+
+
+class _Cursor:
+    """The next task to start, shared by a chunk's runners; asks ``should_stop`` before each."""
+
+    def __init__(self, count: int, should_stop: ShouldStop) -> None:
+        self._count = count
+        self._should_stop = should_stop
+        self._lock = threading.Lock()
+        self.taken = 0
+        """Tasks handed out: 0 .. taken - 1, each done once every runner has returned."""
+        self.stopped = False
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self.stopped or self.taken >= self._count:
+                return None
+            if self._should_stop():
+                self.stopped = True
+                return None
+            self.taken += 1
+            return self.taken - 1
+
+    def halt(self) -> None:
+        with self._lock:
+            self.stopped = True
+
+
+def _run_multiplexed(  # noqa: PLR0917 - run_tasks's arguments, passed on
+    s3: S3Client,
+    op: Operation,
+    target_bucket: str | None,
+    tasks: Sequence[ManifestTask],
+    settings: EngineSettings,
+    pool: ThreadPoolExecutor,
+    should_stop: ShouldStop,
+    throttle: PrefixThrottle,
+) -> list[TaskOutcome]:
+    """``run_tasks`` on this thread: every task's requests multiplexed on non-blocking sockets
+    (``s3fast.multiplex``), what must block (boto3's calls, multipart copies) on ``pool``."""
+
+    def one(task: ManifestTask) -> Steps[TaskOutcome]:
+        where = _written_prefix(op, target_bucket, task)
+        retry = 0
+        while True:
+            while (wait := throttle.try_acquire(where)) is not None:
+                yield Sleep(wait)
+            try:
+                outcome = yield from _one_steps(s3, op, task, settings)
+            except BaseException:
+                throttle.release(where)
+                raise
+            throttle.release(where, throttled=outcome.error_code in THROTTLING_CODES)
+            backoff = _retry_backoff(outcome, retry, settings, should_stop)
+            if backoff is None:
+                return outcome
+            yield Sleep(backoff)
+            retry += 1
+
+    mux = Multiplexer(pool)
+    try:
+        results, stopped = mux.run(
+            [partial(one, task) for task in tasks], settings.task_concurrency, should_stop
+        )
+    finally:
+        mux.close()
+    outcomes = cast("list[TaskOutcome]", results)
     return _cut_at_first_transient(outcomes) if stopped or should_stop() else outcomes
+
+
+def _one_steps(
+    s3: S3Client, op: Operation, task: ManifestTask, settings: EngineSettings
+) -> Steps[TaskOutcome]:
+    """``_run_one`` as steps."""
+    if len(task.key.encode()) > MAX_KEY_BYTES:
+        return failure(400, "KeyTooLongError", f"the key is longer than {MAX_KEY_BYTES} bytes")
+    if isinstance(op, PutObjectCopy):
+        return (
+            yield from copy_task_steps(s3, task.bucket, task.key, task.version_id, op, settings=settings.copy)
+        )
+    if isinstance(op, InitiateRestoreObject):
+        return (yield from restore_task_steps(s3, task.bucket, task.key, task.version_id, op))
+    raise TypeError(f"not a per-object operation: {op!r}")
 
 
 def _cut_at_first_transient(outcomes: list[TaskOutcome]) -> list[TaskOutcome]:
@@ -110,12 +215,22 @@ def _with_retries(
     attempt: Callable[[], TaskOutcome], settings: EngineSettings, should_stop: ShouldStop
 ) -> TaskOutcome:
     outcome = attempt()
-    for retry in range(settings.transient_retries):
-        if outcome.succeeded or not outcome.transient or should_stop():
-            break
-        time.sleep(settings.retry_backoff_seconds * 2**retry)
+    retry = 0
+    while (backoff := _retry_backoff(outcome, retry, settings, should_stop)) is not None:
+        time.sleep(backoff)
         outcome = attempt()
+        retry += 1
     return outcome
+
+
+def _retry_backoff(
+    outcome: TaskOutcome, retry: int, settings: EngineSettings, should_stop: ShouldStop
+) -> float | None:
+    """How long to wait before trying a task again after ``retry`` retries; None: not again."""
+    if retry >= settings.transient_retries or outcome.succeeded or not outcome.transient or should_stop():
+        return None
+    backoff: float = settings.retry_backoff_seconds * 2**retry
+    return backoff
 
 
 def _run_deletes(

@@ -25,6 +25,7 @@ THROTTLING_CODES = frozenset(
 )
 
 Prefix = tuple[str, str]
+_SLOT_POLL_SECONDS = 0.01
 
 
 def prefix_of(bucket: str, key: str) -> Prefix:
@@ -74,42 +75,74 @@ class PrefixThrottle:
 
     @contextmanager
     def slot(self, prefix: Prefix) -> Iterator[None]:
+        self.acquire(prefix)
+        try:
+            yield
+        finally:
+            self.release(prefix)
+
+    def acquire(self, prefix: Prefix) -> None:
+        """Take one of the prefix's slots, waiting while it is paused or at its allowance."""
         with self._changed:
             while True:
-                state = self._states.setdefault(prefix, _PrefixState(self.ceiling))
-                wait = state.paused_until - self._clock()
+                state = self._states.get(prefix)
+                if state is None:
+                    state = self._states[prefix] = _PrefixState(self.ceiling)
+                wait = state.paused_until - self._clock() if state.paused_until else 0.0
                 if wait <= 0 and state.in_flight < state.allowance:
                     break
                 self._changed.wait(wait if wait > 0 else None)
             state.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                state.in_flight -= 1
-                self._forget_if_idle(prefix, state)
-                self._changed.notify_all()
+
+    def try_acquire(self, prefix: Prefix) -> float | None:
+        """``acquire`` without waiting: None when a slot was taken, else how long to wait before
+        trying again (what is left of the prefix's pause, or a short while for a slot to free)."""
+        with self._changed:
+            state = self._states.get(prefix)
+            if state is None:
+                state = self._states[prefix] = _PrefixState(self.ceiling)
+            wait = state.paused_until - self._clock() if state.paused_until else 0.0
+            if wait > 0:
+                return wait
+            if state.in_flight >= state.allowance:
+                return _SLOT_POLL_SECONDS
+            state.in_flight += 1
+            return None
+
+    def release(self, prefix: Prefix, *, throttled: bool | None = None) -> None:
+        """Give back a slot ``acquire`` took; with ``throttled``, also ``record`` the answer (one
+        lock round for both, on every task's path)."""
+        with self._changed:
+            state = self._states[prefix]
+            state.in_flight -= 1
+            if throttled is not None:
+                self._record(prefix, state, throttled)
+            self._forget_if_idle(prefix, state)
+            self._changed.notify_all()
 
     def record(self, prefix: Prefix, *, throttled: bool) -> None:
         """What the prefix's last answer was: throttled (SlowDown and kin) or anything else."""
         with self._changed:
             state = self._states.setdefault(prefix, _PrefixState(self.ceiling))
-            if throttled:
-                state.allowance = max(1, state.allowance // 2)
-                state.successes = 0
-                pause = min(self._max_pause, self._pause * 2**state.complaints)
-                state.complaints += 1
-                # Jitter (a half to a whole pause): many workers must not come back in lockstep.
-                until = self._clock() + pause * (0.5 + self._jitter() / 2)
-                state.paused_until = max(state.paused_until, until)
-            else:
-                state.complaints = 0
-                state.successes += 1
-                if state.successes >= state.allowance and state.allowance < self.ceiling:
-                    state.allowance += 1
-                    state.successes = 0
-                self._forget_if_idle(prefix, state)
+            self._record(prefix, state, throttled)
+            self._forget_if_idle(prefix, state)
             self._changed.notify_all()
+
+    def _record(self, prefix: Prefix, state: _PrefixState, throttled: bool) -> None:
+        if throttled:
+            state.allowance = max(1, state.allowance // 2)
+            state.successes = 0
+            pause = min(self._max_pause, self._pause * 2**state.complaints)
+            state.complaints += 1
+            # Jitter (a half to a whole pause): many workers must not come back in lockstep.
+            until = self._clock() + pause * (0.5 + self._jitter() / 2)
+            state.paused_until = max(state.paused_until, until)
+        else:
+            state.complaints = 0
+            state.successes += 1
+            if state.successes >= state.allowance and state.allowance < self.ceiling:
+                state.allowance += 1
+                state.successes = 0
 
     def _forget_if_idle(self, prefix: Prefix, state: _PrefixState) -> None:
         # A prefix back at full speed with nothing in flight needs no state: the map stays as
@@ -117,7 +150,7 @@ class PrefixThrottle:
         if (
             state.in_flight == 0
             and state.allowance >= self.ceiling
-            and state.paused_until <= self._clock()
+            and (not state.paused_until or state.paused_until <= self._clock())
             and self._states.get(prefix) is state
         ):
             del self._states[prefix]

@@ -9,11 +9,12 @@ good. Neither S3 nor COS Batch Operations copy objects above 5 GB; this does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchops.jobs.model import Directive, Grant, GranteeType, GrantPermission, PutObjectCopy, Tag
 from batchops.manifest.resources import MAX_KEY_BYTES, parse_bucket
 from batchops.ops.outcome import TaskOutcome, failure, outcome_of_error, success
+from batchops.s3fast.client import call_steps
+from batchops.s3fast.steps import Steps, blocking_call
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -82,6 +85,44 @@ def copy_task(
     settings: CopySettings,
 ) -> TaskOutcome:
     """Copy one object. Never raises for S3 errors: they become the failed outcome."""
+    copy = _prepared(s3, bucket, key, version_id, op, settings=settings)
+    if isinstance(copy, TaskOutcome):
+        return copy
+    return _outcome_of(copy.run)
+
+
+def copy_task_steps(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    op: PutObjectCopy,
+    *,
+    settings: CopySettings,
+) -> Steps[TaskOutcome]:
+    """``copy_task`` as steps (``s3fast.steps``), to be multiplexed: a copy that is one CopyObject
+    makes it as steps; one that reads the source first, or goes multipart, runs blocking."""
+    copy = _prepared(s3, bucket, key, version_id, op, settings=settings)
+    if isinstance(copy, TaskOutcome):
+        return copy
+    params = copy.plain_params()
+    if params is None:
+        return (yield from blocking_call(partial(_outcome_of, copy.run)))
+    try:
+        yield from call_steps(s3, "copy_object", params)
+    except ClientError as exc:
+        if _source_too_large(exc):
+            return (yield from blocking_call(partial(_outcome_of, copy.multipart)))
+        return outcome_of_error(exc)
+    except BotoCoreError as exc:
+        return outcome_of_error(exc)
+    return success()
+
+
+def _prepared(
+    s3: S3Client, bucket: str, key: str, version_id: str | None, op: PutObjectCopy, *, settings: CopySettings
+) -> _Copy | TaskOutcome:
+    """The copy to make, or the failed outcome of a task that cannot be made."""
     try:
         destination_key = target_key(key, op)
     except TargetKeyError as exc:
@@ -93,13 +134,26 @@ def copy_task(
     source: dict[str, str] = {"Bucket": bucket, "Key": key}
     if version_id:
         source["VersionId"] = version_id
-    copy = _Copy(
-        s3, source, parse_bucket(op.target_resource).bucket, destination_key, op=op, settings=settings
-    )
+    bucket_to = parse_bucket(op.target_resource).bucket
+    return _Copy(s3, source, bucket_to, destination_key, op=op, settings=settings)
+
+
+def _outcome_of(copy: Callable[[], TaskOutcome]) -> TaskOutcome:
     try:
-        return copy.run()
+        return copy()
     except (ClientError, BotoCoreError) as exc:
         return outcome_of_error(exc)
+
+
+class _SourceNeeded(Exception):
+    """Building the request needs a call to S3 first."""
+
+
+class _NoCalls:
+    """An S3 client that makes no call: each raises _SourceNeeded."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _SourceNeeded(name)
 
 
 class _Copy:
@@ -121,12 +175,15 @@ class _Copy:
         self.settings = settings
         self._head: Mapping[str, Any] | None = None
 
-    def run(self) -> TaskOutcome:
-        needs_head = (
+    def needs_head(self) -> bool:
+        """Whether the source's HEAD comes first (metadata to add to, a size to check)."""
+        return (
             self.op.metadata_directive is Directive.ADD
             or self.settings.multipart_threshold < MAX_COPY_OBJECT_BYTES
         )
-        if needs_head and self.head()["ContentLength"] > self.settings.multipart_threshold:
+
+    def run(self) -> TaskOutcome:
+        if self.needs_head() and self.head()["ContentLength"] > self.settings.multipart_threshold:
             return self.multipart()
         try:
             self.s3.copy_object(
@@ -137,6 +194,20 @@ class _Copy:
                 return self.multipart()
             raise
         return success()
+
+    def plain_params(self) -> dict[str, Any] | None:
+        """``run``'s CopyObject parameters when that one request is the whole copy (nothing is
+        read from S3 to build it, no multipart); else None."""
+        if self.needs_head():
+            return None
+        s3, self.s3 = self.s3, cast("S3Client", _NoCalls())
+        try:
+            params = self.single_params()
+        except _SourceNeeded:
+            return None
+        finally:
+            self.s3 = s3
+        return {"Bucket": self.bucket, "Key": self.key, "CopySource": self.copy_source(), **params}
 
     def copy_source(self) -> CopySourceTypeDef:
         source: CopySourceTypeDef = {"Bucket": self.source["Bucket"], "Key": self.source["Key"]}

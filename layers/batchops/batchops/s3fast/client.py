@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -58,7 +59,8 @@ from batchops.s3fast.responses import ErrorParser, OutputParser, UnsupportedShap
 from batchops.s3fast.retry import HttpStatus, StandardRetries, max_attempts_of
 from batchops.s3fast.serialize import FastSerializer
 from batchops.s3fast.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, host_of
-from batchops.s3fast.transport import Transport, http_session_of, split_url
+from batchops.s3fast.steps import Blocking, Send, Sleep, Steps, blocking_call, run_blocking
+from batchops.s3fast.transport import RawResponse, Transport, http_session_of, split_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -83,6 +85,18 @@ PARAMETER_HANDLERS: dict[str, tuple[Callable[..., None], ...]] = {
 # botocore's own bucket check (handlers.VALID_BUCKET); ARNs are left to boto3.
 _PLAIN_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
 _MAX_ENDPOINTS = 4096
+
+
+def call_steps(s3: Any, method: str, kwargs: dict[str, Any]) -> Steps[Any]:
+    """``s3.<method>(**kwargs)`` as steps: a lean client's own, any other client's as one blocking call."""
+    if isinstance(s3, LeanS3Client) and method in LEAN_OPERATIONS:
+        return s3.steps(method, kwargs)
+    return blocking_call(partial(getattr(s3, method), **kwargs))
+
+
+def multiplexable(s3: Any) -> bool:
+    """Whether ``s3``'s lean calls are worth multiplexing (it makes them itself, not boto3)."""
+    return isinstance(s3, LeanS3Client) and s3.is_lean
 
 
 def lean_s3_client(client: S3Client) -> S3Client:
@@ -125,6 +139,14 @@ class LeanS3Client:
 
     def restore_object(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("restore_object", args, kwargs)
+
+    def steps(self, method: str, kwargs: dict[str, Any]) -> Steps[Any]:
+        """``method`` (one of ``LEAN_OPERATIONS``) called with ``kwargs``, as steps (``steps``):
+        what the method itself does, to be run blocking or multiplexed."""
+        boto3_call: Callable[..., Any] = getattr(self.wrapped, method)
+        if self._lean is None:
+            return blocking_call(partial(boto3_call, **kwargs))
+        return self._lean.steps(LEAN_OPERATIONS[method], kwargs, boto3_call)
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         boto3_call: Callable[..., Any] = getattr(self.wrapped, method)
@@ -214,6 +236,10 @@ class _Lean:
     # --- a call ------------------------------------------------------------------------------------
 
     def call(self, name: str, params: dict[str, Any], boto3_call: Callable[..., Any]) -> Any:
+        return run_blocking(self.steps(name, params, boto3_call))
+
+    def steps(self, name: str, params: dict[str, Any], boto3_call: Callable[..., Any]) -> Steps[Any]:
+        """The call as steps (``steps``): made by this client, or handed to ``boto3_call``."""
         operation = self._operations[name]
         bucket = params.get("Bucket")
         if (
@@ -222,12 +248,12 @@ class _Lean:
             or bucket in self._redirected
             or not _PLAIN_BUCKET.match(bucket)
         ):
-            return boto3_call(**params)
+            return (yield Blocking(partial(boto3_call, **params)))
         try:
             request = self.prepare(operation, dict(params), bucket)
-            return self._send(operation, request, bucket)
+            return (yield from self._sends(operation, request, bucket))
         except _Forward:
-            return boto3_call(**params)
+            return (yield Blocking(partial(boto3_call, **params)))
 
     def prepare(self, operation: _Operation, params: dict[str, Any], bucket: str) -> _Request:
         """The request for a call, unsigned; raises _Forward when it is boto3's to make."""
@@ -302,7 +328,7 @@ class _Lean:
         region = signing.get("region") or self._client.meta.region_name
         return _Endpoint(info.url, region, host_of(parts.scheme, parts.hostname, parts.port))
 
-    def _send(self, operation: _Operation, request: _Request, bucket: str) -> dict[str, Any]:
+    def _sends(self, operation: _Operation, request: _Request, bucket: str) -> Steps[dict[str, Any]]:
         """botocore's ``_send_request`` loop: attempts, retry decisions, the final answer."""
         model = operation.model
         request_context: dict[str, Any] = {}
@@ -310,7 +336,15 @@ class _Lean:
         attempt = 1
         ttl: str | None = None
         while True:
-            status, parsed, exception = self._attempt(operation, request, attempt, invocation, ttl)
+            raw, failure = yield Send(
+                self._transport,
+                request.method,
+                request.url,
+                request.origin,
+                self._head(request, attempt, invocation, ttl),
+                request.body,
+            )
+            status, parsed, exception = self._answer(operation, raw, failure)
             if status is not None and status.status_code < 300:
                 assert parsed is not None
                 if attempt >= self._retries.max_attempts:
@@ -337,7 +371,7 @@ class _Lean:
                 break
             if status is not None:
                 ttl = _ttl(status.headers.get("Date"), self._config.read_timeout) or ttl
-            time.sleep(delay)
+            yield Sleep(delay)
             attempt += 1
         if exception is not None:
             raise exception
@@ -347,25 +381,24 @@ class _Lean:
         error_code = parsed.get("Error", {}).get("Code")
         raise self._client.exceptions.from_code(error_code)(parsed, model.name)
 
-    def _attempt(
-        self, operation: _Operation, request: _Request, attempt: int, invocation: str, ttl: str | None
-    ) -> tuple[HttpStatus | None, dict[str, Any] | None, Exception | None]:
-        """One signed request: (status as botocore sees it, parsed response, or the exception)."""
+    def _head(self, request: _Request, attempt: int, invocation: str, ttl: str | None) -> bytes:
+        """One attempt's request line and headers, signed."""
         headers = self.signed_headers(request, attempt, invocation, ttl)
-        head = "".join(
+        return "".join(
             [
                 f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.endpoint.host}\r\n",
                 "Accept-Encoding: identity\r\n",
                 *(f"{name}: {value}\r\n" for name, value in headers.items()),
                 "\r\n",
             ]
-        )
-        try:
-            raw = self._transport.send(
-                request.method, request.url, request.origin, head.encode(), request.body
-            )
-        except Exception as exc:
-            return None, None, exc
+        ).encode()
+
+    def _answer(
+        self, operation: _Operation, raw: RawResponse | None, failure: Exception | None
+    ) -> tuple[HttpStatus | None, dict[str, Any] | None, Exception | None]:
+        """One attempt's answer: (status as botocore sees it, parsed response, or the exception)."""
+        if raw is None:
+            return None, None, failure
         code, root = raw.status, None
         if code == 200 and raw.body:
             try:

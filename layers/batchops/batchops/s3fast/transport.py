@@ -63,8 +63,8 @@ class ExchangeError(Exception):
     """The connection failed mid-exchange (dropped, reset, malformed answer)."""
 
 
-class _ReadTimeout(Exception):
-    pass
+class ReadTimeout(Exception):
+    """No answer within the read timeout."""
 
 
 def http_session_of(client: Any) -> Any:
@@ -102,18 +102,19 @@ class Transport:
                 # pools); take the current one. Nothing was sent.
                 self._pools.pop(origin, None)
                 return _exchange(self._pool(origin), method, head, body)
-        except URLLib3SSLError as exc:
-            raise SSLError(endpoint_url=url, error=exc) from exc
-        except (NewConnectionError, socket.gaierror) as exc:
-            raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
-        except URLLib3ConnectTimeoutError as exc:
-            raise ConnectTimeoutError(endpoint_url=url, error=exc) from exc
-        except _ReadTimeout as exc:
-            raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
-        except ExchangeError as exc:
-            raise ConnectionClosedError(error=exc, request=None, endpoint_url=url) from exc
         except Exception as exc:
-            raise HTTPClientError(error=exc) from exc
+            raise botocore_error(url, exc) from exc
+
+    def checkout(self, origin: str) -> tuple[HTTPConnectionPool, Any]:
+        """A pooled connection to ``origin`` (not connected yet if its ``sock`` is None), for a
+        caller that makes the exchange itself (``multiplex``); give it back with ``checkin``."""
+        try:
+            pool = self._pool(origin)
+            return pool, pool._get_conn()
+        except ClosedPoolError:
+            self._pools.pop(origin, None)
+            pool = self._pool(origin)
+            return pool, pool._get_conn()
 
     def _pool(self, origin: str) -> HTTPConnectionPool:
         pool = self._pools.get(origin)
@@ -124,26 +125,59 @@ class Transport:
         return pool
 
 
+def botocore_error(url: str, exc: Exception) -> Exception:
+    """What botocore's ``URLLib3Session.send`` raises for the failure ``exc`` of an exchange."""
+    if isinstance(exc, URLLib3SSLError):
+        return SSLError(endpoint_url=url, error=exc)
+    if isinstance(exc, NewConnectionError | socket.gaierror):
+        return EndpointConnectionError(endpoint_url=url, error=exc)
+    if isinstance(exc, URLLib3ConnectTimeoutError):
+        return ConnectTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, ReadTimeout):
+        return ReadTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, ExchangeError):
+        return ConnectionClosedError(error=exc, request=None, endpoint_url=url)
+    return HTTPClientError(error=exc)
+
+
+def timeout_of(pool: HTTPConnectionPool) -> Timeout:
+    return pool.timeout if isinstance(pool.timeout, Timeout) else Timeout(pool.timeout)
+
+
+def connect(pool: HTTPConnectionPool, conn: Any) -> None:
+    """Open a pooled connection that has no socket (TCP, and TLS for https), blocking."""
+    conn.timeout = Timeout.resolve_default_timeout(timeout_of(pool).connect_timeout)
+    try:
+        conn.connect()
+    except _TLSError as exc:
+        raise URLLib3SSLError(exc) from exc
+
+
+def checkin(pool: HTTPConnectionPool, conn: Any, reusable: bool) -> None:
+    """Give back a connection ``Transport.checkout`` gave (closed first unless ``reusable``)."""
+    if reusable:
+        pool._put_conn(conn)
+    else:
+        conn.close()
+        pool._put_conn(None)
+
+
 def _exchange(pool: HTTPConnectionPool, method: str, head: bytes, body: bytes | None) -> RawResponse:
     # A pooled connection urllib3 found dropped is closed (reconnected below); an exhausted pool
     # gives a new connection (botocore's pools do not block), as urlopen would.
     conn: Any = pool._get_conn()
     clean = False
     try:
-        timeout = pool.timeout if isinstance(pool.timeout, Timeout) else Timeout(pool.timeout)
+        timeout = timeout_of(pool)
         if conn.sock is None:
-            conn.timeout = Timeout.resolve_default_timeout(timeout.connect_timeout)
-            try:
-                conn.connect()
-            except _TLSError as exc:
-                raise URLLib3SSLError(exc) from exc
+            connect(pool, conn)
         sock = conn.sock
         sock.settimeout(timeout.read_timeout)
         try:
             sock.sendall(head + body if body else head)
         except OSError as exc:
             # As urllib3: a server may close early and still have answered; read what it said.
-            if not isinstance(exc, BrokenPipeError) and exc.errno not in (errno.EPROTOTYPE, errno.ECONNRESET):
+            if not send_failure_is_answerable(exc):
                 raise ExchangeError(f"Connection aborted: {exc!r}") from exc
         fp = sock.makefile("rb")
         try:
@@ -162,6 +196,11 @@ def _exchange(pool: HTTPConnectionPool, method: str, head: bytes, body: bytes | 
             pool._put_conn(None)
 
 
+def send_failure_is_answerable(exc: OSError) -> bool:
+    """A send that failed so, as urllib3 has it, may still have an answer to read."""
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPROTOTYPE, errno.ECONNRESET)
+
+
 def read_response(fp: Any, method: str) -> tuple[RawResponse, bool]:
     """The response on ``fp`` (a buffered reader on the socket), and whether the connection may
     carry another request."""
@@ -174,7 +213,7 @@ def _readline(fp: Any) -> bytes:
     try:
         line: bytes = fp.readline(_MAX_LINE + 1)
     except TimeoutError as exc:
-        raise _ReadTimeout(f"Read timed out: {exc}") from exc
+        raise ReadTimeout(f"Read timed out: {exc}") from exc
     except OSError as exc:
         raise ExchangeError(f"Connection broken: {exc!r}") from exc
     if len(line) > _MAX_LINE:
@@ -248,7 +287,7 @@ def _read_body(fp: Any, method: str, status: int, lower: dict[str, str]) -> tupl
             raise ExchangeError(f"Invalid Content-Length {length!r}") from exc
         data: bytes = fp.read(expected) if expected > 0 else b""
     except TimeoutError as exc:
-        raise _ReadTimeout(f"Read timed out: {exc}") from exc
+        raise ReadTimeout(f"Read timed out: {exc}") from exc
     except OSError as exc:
         raise ExchangeError(f"Connection broken: {exc!r}") from exc
     if len(data) != expected:

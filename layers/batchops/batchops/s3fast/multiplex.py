@@ -1,0 +1,389 @@
+"""Many calls' steps (``steps``) on one thread: non-blocking sockets, one selector, a timer heap.
+
+With a thread per request in flight, every request wakes its thread twice or more and the GIL
+changes hands each time (urllib3's pool check, the send, the read, lxml): at 64 requests in flight
+that cost several times the request's own CPU. Here one thread drives them all: it writes each
+request and reads each answer when the selector says the socket is ready, and sleeps through
+retry backoffs on a timer heap.
+
+What stays the blocking transport's: connections come from, and go back to, the same urllib3
+pools (``Transport.checkout``; urllib3's dropped-connection check included); a connection that
+has no socket is opened on a pool thread by the same code (``transport.connect``), so connect
+timeouts, TLS and its errors are the same; an answer is parsed by the same ``read_response``
+once its bytes are in (a reader that says "more" until they are), so framing, malformed answers
+and connections closed early fail as they fail there; failures become the same botocore
+exceptions (``botocore_error``). The read timeout is per read, as a socket timeout is: no byte for
+that long fails the exchange with ``ReadTimeoutError``. ``Blocking`` steps (boto3's calls, a
+multipart copy) run on the pool given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from urllib3 import HTTPConnectionPool
+
+from batchops.s3fast.steps import Blocking, Send, Sleep, Step, Steps
+from batchops.s3fast.transport import (
+    ExchangeError,
+    RawResponse,
+    ReadTimeout,
+    botocore_error,
+    checkin,
+    connect,
+    read_response,
+    send_failure_is_answerable,
+    timeout_of,
+)
+
+_RECV_BYTES = 65536
+_NOTHING = object()
+_Then = Callable[[object, BaseException | None], None]
+"""What to do with a function's result, or the exception it raised, once a pool thread ran it."""
+
+
+class NeedMore(Exception):
+    """The answer is not all in yet."""
+
+
+class BufferReader:
+    """``read_response``'s file over the bytes received so far: a read past them raises NeedMore,
+    unless the connection has ended (then it is short, as a socket file at its end is)."""
+
+    def __init__(self, data: bytes, ended: bool) -> None:
+        self._data = data
+        self._pos = 0
+        self._ended = ended
+
+    def readline(self, limit: int = -1) -> bytes:
+        end = self._data.find(b"\n", self._pos)
+        stop = len(self._data) if end < 0 else end + 1
+        if limit >= 0:
+            stop = min(stop, self._pos + limit)
+        if end < 0 and stop == len(self._data) and not self._ended:
+            raise NeedMore
+        line = self._data[self._pos : stop]
+        self._pos = stop
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            if not self._ended:
+                raise NeedMore
+            stop = len(self._data)
+        else:
+            stop = self._pos + size
+            if stop > len(self._data) and not self._ended:
+                raise NeedMore
+        chunk = self._data[self._pos : stop]
+        self._pos += len(chunk)
+        return chunk
+
+
+class _Task:
+    __slots__ = ("index", "steps")
+
+    def __init__(self, index: int, steps: Steps[Any]) -> None:
+        self.index = index
+        self.steps = steps
+
+
+class _Exchange:
+    """One request on one connection, written and read as its socket allows."""
+
+    def __init__(self, mux: Multiplexer, task: _Task, step: Send) -> None:
+        self.mux = mux
+        self.task = task
+        self.step = step
+        self.pool: HTTPConnectionPool | None = None
+        self.conn: Any = None
+        self.sock: Any = None
+        self.out = memoryview(step.head + step.body if step.body else step.head)
+        self.received = bytearray()
+        self.ended = False
+        self.read_timeout: float | None = None
+        self.deadline = float("inf")
+        self.registered = 0
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.pool, self.conn = self.step.transport.checkout(self.step.origin)
+            self.read_timeout = timeout_of(self.pool).read_timeout
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if self.conn.sock is None:
+            pool, conn = self.pool, self.conn
+            self.mux.in_thread(lambda: connect(pool, conn), self.connected)
+        else:
+            self.begin()
+
+    def connected(self, _result: object, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail(error)
+        else:
+            self.begin()
+
+    def begin(self) -> None:
+        try:
+            self.sock = self.conn.sock
+            self.sock.setblocking(False)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.mux.exchanges.add(self)
+        self.progress()
+        self.write()
+
+    def progress(self) -> None:
+        if self.read_timeout is not None:
+            self.deadline = time.monotonic() + self.read_timeout
+
+    def watch(self, events: int) -> None:
+        if events == self.registered:
+            return
+        if self.registered:
+            self.mux.selector.modify(self.sock, events, self.ready)
+        else:
+            self.mux.selector.register(self.sock, events, self.ready)
+        self.registered = events
+
+    def ready(self, mask: int) -> None:
+        if self.out:
+            self.write()
+        else:
+            self.read()
+
+    # --- request ------------------------------------------------------------------------------
+
+    def write(self) -> None:
+        try:
+            while self.out:
+                sent = self.sock.send(self.out)
+                self.out = self.out[sent:]
+                self.progress()
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self.watch(selectors.EVENT_WRITE)
+            return
+        except ssl.SSLWantReadError:
+            self.watch(selectors.EVENT_READ)
+            return
+        except OSError as exc:
+            # As urllib3: a server may close early and still have answered; read what it said.
+            if not send_failure_is_answerable(exc):
+                self.fail(ExchangeError(f"Connection aborted: {exc!r}"))
+                return
+            self.out = memoryview(b"")
+        self.watch(selectors.EVENT_READ)
+        self.read()
+
+    # --- answer -------------------------------------------------------------------------------
+
+    def read(self) -> None:
+        try:
+            while True:
+                chunk = self.sock.recv(_RECV_BYTES)
+                if not chunk:
+                    self.ended = True
+                    break
+                self.received += chunk
+                self.progress()
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except ssl.SSLWantWriteError:
+            self.watch(selectors.EVENT_WRITE)
+            return
+        except OSError as exc:
+            self.fail(ExchangeError(f"Connection broken: {exc!r}"))
+            return
+        if not self.received and not self.ended:
+            return
+        try:
+            reader = BufferReader(bytes(self.received), self.ended)
+            response, reusable = read_response(reader, self.step.method)
+        except NeedMore:
+            return
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.finish(response, reusable)
+
+    def expire(self) -> None:
+        if self.out:
+            self.fail(ExchangeError(f"Connection aborted: {TimeoutError('timed out')!r}"))
+        else:
+            self.fail(ReadTimeout("Read timed out: timed out"))
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        if self.registered:
+            self.mux.selector.unregister(self.sock)
+            self.registered = 0
+        self.mux.exchanges.discard(self)
+
+    def finish(self, response: RawResponse, reusable: bool) -> None:
+        self.release()
+        assert self.pool is not None
+        try:
+            if reusable:
+                self.sock.settimeout(self.read_timeout)  # as the blocking transport leaves it
+            checkin(self.pool, self.conn, reusable)
+        except Exception:
+            checkin(self.pool, self.conn, False)
+        self.mux.resume(self.task, (response, None), None)
+
+    def fail(self, exc: BaseException) -> None:
+        self.release()
+        if self.pool is not None and self.conn is not None:
+            checkin(self.pool, self.conn, False)
+        error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+        self.mux.resume(self.task, (None, botocore_error(self.step.url, error)), None)
+
+
+class Multiplexer:
+    """Runs ``starts`` (each makes one task's steps) in order, at most ``limit`` at once, on the
+    calling thread; ``Blocking`` steps and connects go to ``pool``."""
+
+    def __init__(self, pool: Executor) -> None:
+        self._pool = pool
+        self.selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self.selector.register(self._wake_in, selectors.EVENT_READ, self._woken)
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._finished: deque[tuple[_Then, Future[Any]]] = deque()
+        self._lock = threading.Lock()
+        self.exchanges: set[_Exchange] = set()
+        self._runnable: deque[tuple[_Task, Any, BaseException | None]] = deque()
+        self._results: list[Any] = []
+        self._in_flight = 0
+        self._error: BaseException | None = None
+
+    def close(self) -> None:
+        self.selector.close()
+        self._wake_in.close()
+        self._wake_out.close()
+
+    def run(
+        self, starts: Sequence[Callable[[], Steps[Any]]], limit: int, should_stop: Callable[[], bool]
+    ) -> tuple[list[Any], bool]:
+        """(The results of the tasks started, in order: a prefix of ``starts``; whether
+        ``should_stop`` said stop). Tasks started always finish; the first exception a task
+        raises stops the starting of others and is raised once those running have finished."""
+        self._results = []
+        stopped = False
+        started = 0
+        while True:
+            while not stopped and self._error is None and self._in_flight < limit and started < len(starts):
+                try:
+                    stopped = should_stop()
+                except BaseException as exc:  # raised once those running are done
+                    self._error = exc
+                    break
+                if stopped:
+                    break
+                task = _Task(started, starts[started]())
+                self._results.append(_NOTHING)
+                started += 1
+                self._in_flight += 1
+                self.resume(task, None, None)
+                self._drain()
+            if self._in_flight == 0:
+                break
+            self._wait()
+            self._drain()
+        if self._error is not None:
+            raise self._error
+        return self._results, stopped
+
+    # --- driving tasks ----------------------------------------------------------------------------
+
+    def resume(self, task: _Task, value: Any, error: BaseException | None) -> None:
+        self._runnable.append((task, value, error))
+
+    def _drain(self) -> None:
+        while self._runnable:
+            task, value, error = self._runnable.popleft()
+            self._advance(task, value, error)
+
+    def _advance(self, task: _Task, value: Any, error: BaseException | None) -> None:
+        try:
+            step: Step = task.steps.send(value) if error is None else task.steps.throw(error)
+        except StopIteration as done:
+            self._results[task.index] = done.value
+            self._in_flight -= 1
+            return
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            self._in_flight -= 1
+            return
+        if isinstance(step, Send):
+            _Exchange(self, task, step).start()
+        elif isinstance(step, Sleep):
+            self.later(step.seconds, lambda: self.resume(task, None, None))
+        elif isinstance(step, Blocking):
+            self.in_thread(step.call, lambda result, exc: self.resume(task, result, exc))
+        else:  # pragma: no cover - every step kind is above
+            self.resume(task, None, TypeError(f"not a step: {step!r}"))
+
+    def later(self, seconds: float, then: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._order), then))
+
+    def in_thread(self, call: Callable[[], object], then: _Then) -> None:
+        future = self._pool.submit(call)
+        future.add_done_callback(lambda done: self._done(then, done))
+
+    def _done(self, then: _Then, future: Future[Any]) -> None:
+        # On a pool thread: hand the result over and wake the selector.
+        with self._lock:
+            self._finished.append((then, future))
+        with contextlib.suppress(OSError):  # the wake-up pipe is full: a wake-up is pending anyway
+            self._wake_out.send(b"\0")
+
+    def _woken(self, _mask: int) -> None:
+        try:
+            while self._wake_in.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            with self._lock:
+                if not self._finished:
+                    return
+                then, future = self._finished.popleft()
+            error = future.exception()
+            then(None if error is not None else future.result(), error)
+
+    # --- waiting ----------------------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        now = time.monotonic()
+        soonest = self._timers[0][0] if self._timers else float("inf")
+        for exchange in self.exchanges:
+            soonest = min(soonest, exchange.deadline)
+        timeout = None if soonest == float("inf") else max(0.0, soonest - now)
+        for key, mask in self.selector.select(timeout):
+            key.data(mask)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, then = heapq.heappop(self._timers)
+            then()
+        for exchange in [e for e in self.exchanges if e.deadline <= now]:
+            exchange.expire()
