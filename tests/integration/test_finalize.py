@@ -285,6 +285,41 @@ class CutOffLedger:
         self.ledger.drop_chunks(job_id)
 
 
+class StaleFirstLook(JobService):
+    """A job service whose first look at a job gives what it was before (a read that raced)."""
+
+    def __init__(self, real: JobService, stale: Job) -> None:
+        self.__dict__.update(real.__dict__)
+        self._stale: Job | None = stale
+
+    def get(self, appid: str, job_id: str, *, consistent: bool = True) -> Job:
+        stale, self._stale = self._stale, None
+        return stale if stale is not None else super().get(appid, job_id, consistent=consistent)
+
+
+def test_a_finalizer_that_read_the_job_before_another_ended_it_writes_nothing(rig: Rig) -> None:
+    # GIVEN a Completing job that one finalizer ended (its ledger and claim dropped), and a
+    # second finalizer whose look at the job came before that (it still sees Completing)
+    job_id, bucket = completing_job(rig)
+    before = rig.service.get(APPID, job_id)
+    assert rig.engine(rig.s3()).finalize(APPID, job_id, "finalizer-1") is Finalized.DONE
+    report = rig.s3().get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read()
+    late_s3 = rig.s3()
+    late_calls = inject(late_s3, "*", count_only())
+    late = Engine(StaleFirstLook(rig.service, before), rig.ledger, late_s3, SETTINGS)
+    rig.engines.append(late)
+    # WHEN the second one finalizes
+    result = late.finalize(APPID, job_id, "finalizer-2")
+    # THEN it did nothing: no S3 call, the first report whole, no claim left behind
+    assert result is Finalized.DONE
+    assert late_calls.seen == []
+    assert (
+        rig.s3().get_object(Bucket=bucket, Key=f"reports/job-{job_id}/manifest.json")["Body"].read() == report
+    )
+    assert_one_whole_report(rig, job_id, bucket)
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
 def test_a_finalizer_that_cannot_renew_stops_before_writing_over_the_next_ones_report(rig: Rig) -> None:
     # GIVEN a finalizer cut off from the ledger after claiming, stalled while reading segments
     job_id, bucket = completing_job(rig)

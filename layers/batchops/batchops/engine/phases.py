@@ -362,6 +362,16 @@ class Engine:
         claim = _FinalizeClaim(self, job, worker)
         if not claim.take():
             return Finalized.BUSY
+        # The finalizer that ends a job drops its ledger, claim included: one that read the job
+        # before that may take a fresh claim after it, and would write an empty report over the
+        # real one. Ending comes before the drop, so a look now sees the job ended.
+        now_status = self.service.get(appid, job_id).status
+        if now_status is not job.status:
+            if is_terminal(now_status):
+                self.ledger.drop_chunks(job_id)  # the claim this one just put back
+                return Finalized.DONE
+            claim.release()
+            return Finalized.BUSY
         claim.start()
         try:
             return self._finalize_claimed(job, final, claim, deadline)
