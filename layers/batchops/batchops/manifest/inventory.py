@@ -502,11 +502,11 @@ def _read_csv_data_file(
             if not _skip(text, start[1]):
                 # (its MD5, when listed, is checked on the way out and tells more)
                 raise ManifestError(MALFORMED, f"{what} became shorter while the job was being prepared")
-            if not ahead:
+            if ahead:
+                with ReadAhead(text, block_size=GUNZIP_STEP, depth=2) as reading:
+                    yield from read(reading, what)
+            else:
                 yield from read(text, what)
-                return
-            with ReadAhead(text, block_size=GUNZIP_STEP, depth=2) as reading:
-                yield from read(reading, what)
         except (OSError, EOFError, zlib.error) as exc:
             _verify(entry, digest, compressed)
             raise ManifestError(MALFORMED, f"{what} is not a readable gzip file: {exc}") from exc
