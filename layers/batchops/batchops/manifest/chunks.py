@@ -44,10 +44,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import repeat
 
 from batchops.manifest.position import Position
-from batchops.manifest.row_blocks import RowBlock
+from batchops.manifest.row_blocks import RowBlock, blocks_of
 from batchops.manifest.tasks import ManifestTask
 
 ENCODING_VERSION = 2
@@ -142,9 +142,9 @@ def plan_positioned(
     first_ordinal: int = 0,
 ) -> Iterator[tuple[Chunk, Position | None]]:
     """``plan_blocks`` over tasks that carry where their rows start."""
-    items = iter(tasks)
-    blocks = (RowBlock.of_tasks(batch) for batch in iter(lambda: list(islice(items, 1024)), []))
-    return plan_blocks(blocks, max_tasks, max_bytes, first_index=first_index, first_ordinal=first_ordinal)
+    return plan_blocks(
+        blocks_of(tasks), max_tasks, max_bytes, first_index=first_index, first_ordinal=first_ordinal
+    )
 
 
 def plan_chunks(

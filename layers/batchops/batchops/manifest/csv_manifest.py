@@ -39,7 +39,7 @@ from typing import BinaryIO
 from urllib.parse import unquote_plus
 
 from batchops.manifest.position import START, Position
-from batchops.manifest.row_blocks import CsvColumns, RowBlock, read_row_blocks
+from batchops.manifest.row_blocks import AROUND_CELL, CsvColumns, RowBlock, read_row_blocks
 from batchops.manifest.streams import (
     BUFFER_SIZE,
     ByteSource,
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 FIELD_NAMES = ("Ignore", "Bucket", "Key", "VersionId")
-_AROUND = " \t"
 
 
 def parse_fields(fields: Sequence[str]) -> CsvColumns:
@@ -155,7 +154,7 @@ def iter_csv_rows(
             where = where_row(row_number + 1, first_line + reader.line_num + 1)
             raise ManifestError(MALFORMED, f"{what} is not valid UTF-8 (near {where})") from exc
         row_number += 1
-        if not row or (len(row) == 1 and not row[0].strip(_AROUND)):
+        if not row or (len(row) == 1 and not row[0].strip(AROUND_CELL)):
             continue
         yield row_number, first_line + reader.line_num, row, at
 
@@ -166,7 +165,7 @@ def task_from_row(row: Sequence[str], columns: CsvColumns, where: str) -> Manife
         raise ManifestError(
             MALFORMED, f"{where} has {len(row)} column(s); at least {columns.needed} are needed"
         )
-    bucket = row[columns.bucket].strip(_AROUND)
+    bucket = row[columns.bucket].strip(AROUND_CELL)
     if not bucket:
         raise ManifestError(MALFORMED, f"{where} has an empty Bucket")
     raw_key = row[columns.key]
@@ -184,7 +183,7 @@ def task_from_row(row: Sequence[str], columns: CsvColumns, where: str) -> Manife
         ) from exc
     version_id: str | None = None
     if columns.version_id is not None:
-        version_id = row[columns.version_id].strip(_AROUND) or None
+        version_id = row[columns.version_id].strip(AROUND_CELL) or None
     return ManifestTask(bucket, key, version_id)
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
-import itertools
 import json
 import re
 import tempfile
@@ -47,7 +46,7 @@ from typing import IO, Any, BinaryIO, Literal, TypeVar
 from batchops.manifest.csv_manifest import CsvColumns, iter_csv_rows, task_from_row, where_row
 from batchops.manifest.position import START, Position
 from batchops.manifest.resources import ResourceError, parse_bucket
-from batchops.manifest.row_blocks import RowBlock, read_row_blocks
+from batchops.manifest.row_blocks import RowBlock, blocks_of, read_row_blocks
 from batchops.manifest.streams import (
     BUFFER_SIZE,
     GUNZIP_STEP,
@@ -175,8 +174,7 @@ def iter_inventory_blocks(
     for number, entry in files:
         skip = start[1] if number == first_file else 0
         tasks = _columnar_file_tasks(entry, manifest, reader, open_file, number=number, skip=skip)
-        while batch := list(itertools.islice(tasks, _COLUMNAR_BATCH_ROWS)):
-            yield RowBlock.of_tasks(batch)
+        yield from blocks_of(tasks, _COLUMNAR_BATCH_ROWS)
 
 
 # -- manifest.json fields ---------------------------------------------------------------------

@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import codecs
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, islice, repeat
 from typing import BinaryIO
 
 from batchops.manifest.position import Position
-from batchops.manifest.streams import BUFFER_SIZE, SourceReader, SupportsRead
+from batchops.manifest.streams import BUFFER_SIZE, UTF8_BOM, SourceReader, SupportsRead
 from batchops.manifest.tasks import ManifestTask
 
 BLOCK_SIZE = BUFFER_SIZE
-_AROUND = " \t"
-_BOM = b"\xef\xbb\xbf"
+AROUND_CELL = " \t"
+"""What is stripped around a Bucket or VersionId cell (neither can hold a space or a tab)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +177,7 @@ def plain_block(
     versions: list[str | None] | None = None
     if columns.version_id is not None:
         listed = b"\n".join(cells[columns.version_id :: stride]).decode().split("\n")
-        versions = [cell.strip(_AROUND) or None for cell in listed]
+        versions = [cell.strip(AROUND_CELL) or None for cell in listed]
         if not any(versions):
             versions = None
     return RowBlock(buckets, keys, versions, start=start, data=data, skip=skip)
@@ -223,7 +223,7 @@ def _quoted_fillers(width: int) -> list[bytes]:
 
 def _buckets(cells: list[bytes]) -> list[str] | None:
     """The Bucket cells as ``task_from_row`` reads them, or None if one is empty."""
-    names = {cell: cell.decode().strip(_AROUND) for cell in set(cells)}
+    names = {cell: cell.decode().strip(AROUND_CELL) for cell in set(cells)}
     if not all(names.values()):
         return None
     return [names[cell] for cell in cells]
@@ -270,8 +270,8 @@ def read_row_blocks(
         data = stream.read(block_size)
         buffer = pending + data if pending else data
         cut = buffer.rfind(b"\n") + 1 if data else 0
-        if data and (cut == 0 or (offset == 0 and buffer.startswith(_BOM))):
-            if len(buffer) <= 4 * block_size and not buffer.startswith(_BOM):
+        if data and (cut == 0 or (offset == 0 and buffer.startswith(UTF8_BOM))):
+            if len(buffer) <= 4 * block_size and not buffer.startswith(UTF8_BOM):
                 pending = buffer  # a line longer than what was read so far
                 continue
             cut = 0  # a BOM (the exact reader skips it) or a line too long to be plain
@@ -283,7 +283,7 @@ def read_row_blocks(
             # takes over here, with what was read and not used put back in front.
             rest = chain([buffer], iter(lambda: stream.read(BUFFER_SIZE), b""))
             unread = io.BufferedReader(SourceReader(rest, close_source=False), BUFFER_SIZE)
-            yield from _exact_blocks(unread, (file, offset, row, line), exact)
+            yield from blocks_of(exact(unread, (file, offset, row, line)))
             return
         if len(block):
             yield block
@@ -295,12 +295,8 @@ def read_row_blocks(
         header = None
 
 
-def _exact_blocks(stream: BinaryIO, start: Position, exact: ExactReader) -> Iterator[RowBlock]:
-    batch: list[tuple[ManifestTask, Position]] = []
-    for item in exact(stream, start):
-        batch.append(item)
-        if len(batch) >= 1024:
-            yield RowBlock.of_tasks(batch)
-            batch = []
-    if batch:
+def blocks_of(tasks: Iterable[tuple[ManifestTask, Position]], size: int = 1024) -> Iterator[RowBlock]:
+    """Tasks read one by one, each with where its row starts, gathered into blocks of ``size``."""
+    items = iter(tasks)
+    while batch := list(islice(items, size)):
         yield RowBlock.of_tasks(batch)

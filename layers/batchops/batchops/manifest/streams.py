@@ -134,7 +134,7 @@ class Offset:
         self.value = value
 
 
-_BOM = b"\xef\xbb\xbf"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def iter_lines(stream: BinaryIO, consumed: Offset) -> Iterator[str]:
@@ -153,13 +153,13 @@ def iter_lines(stream: BinaryIO, consumed: Offset) -> Iterator[str]:
         block = stream.read(BUFFER_SIZE)
         data = pending + block if pending else block
         if at_start:
-            if block and len(data) < len(_BOM):
+            if block and len(data) < len(UTF8_BOM):
                 pending = data
                 continue
             at_start = False
-            if data.startswith(_BOM):
-                consumed.value += len(_BOM)
-                data = data[len(_BOM) :]
+            if data.startswith(UTF8_BOM):
+                consumed.value += len(UTF8_BOM)
+                data = data[len(UTF8_BOM) :]
         if not block:
             if data:
                 consumed.value += len(data)

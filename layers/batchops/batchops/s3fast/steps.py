@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from batchops.s3fast.transport import RawResponse, Transport
+    from batchops.s3fast.transport import Transport
 
 T = TypeVar("T")
 
@@ -49,7 +49,6 @@ class Blocking:
 
 Step = Send | Sleep | Blocking
 Steps = Generator[Step, Any, T]
-Answer = tuple["RawResponse | None", "Exception | None"]
 
 
 def run_blocking(steps: Steps[T]) -> T:
