@@ -278,6 +278,10 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
         child.start()
 
     def stop_children(signum: int, frame: FrameType | None) -> None:
+        if shared is not None:
+            # Workers waiting for a dead process's steps would wait for ever: tell them to stop.
+            # A plain write to shared memory, with no lock the dead process may still hold.
+            shared.failed = True
         for child in children:
             if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signal.SIGTERM)

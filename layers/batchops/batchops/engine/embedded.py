@@ -309,7 +309,9 @@ class _IdleWatch:
                 # Nothing for this worker: wait for the others' steps (and for those yet to begin);
                 # done once none is stepping or to begin and none did anything since this one looked.
                 while (shared.stepping or shared.pending) and shared.progress == seen and not shared.failed:
-                    self._changed.wait()
+                    # Not forever: a process that died mid-step never counts its step done, and
+                    # the parent then says so with ``failed`` alone, without waking anyone.
+                    self._changed.wait(1.0)
                 if shared.failed or (not shared.stepping and not shared.pending and shared.progress == seen):
                     return
 
