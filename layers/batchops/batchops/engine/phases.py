@@ -384,7 +384,7 @@ class Engine:
         appid, job_id = job.appid, job.job_id
         failure = None
         report = job.spec.report
-        counts = self.ledger.progress(job_id)
+        counts: tuple[int, int] | None = None
         if report.enabled and report.bucket is not None:
             try:
                 # The counts come from the same segments as the rows, so they always agree.
@@ -420,6 +420,8 @@ class Engine:
             JobStatus.CANCELLED: job.status_update_reason or "Job cancelled",
         }[final]
         try:
+            if counts is None:  # no report, or one not written: the ledger's own count
+                counts = self.ledger.progress(job_id)
             self.service.transition(appid, job_id, final, reason=reason, failure=failure, counts=counts)
         except JobStateError:
             return Finalized.DONE

@@ -199,29 +199,32 @@ class DynamoDBLedger:
 
     def _first_report_checkpoint(self, job_id: str, put: dict[str, Any]) -> bool:
         first: Any = {"Put": {**put, "ConditionExpression": "attribute_not_exists(pk)"}}
-        try:
-            with unavailable_on_error():
-                self._client.transact_write_items(
-                    TransactItems=[
-                        first,
-                        {
-                            "ConditionCheck": {
-                                "TableName": self._table,
-                                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _FINALIZE}},
-                                "ConditionExpression": "attribute_exists(pk)",
-                            }
-                        },
-                    ]
-                )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                return False
-            message = f"the report checkpoint of job {job_id} was not stored: {reasons}"
-            raise StoreUnavailableError(message) from exc
-        return True
+        claim_stands: Any = {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": _ledger(job_id)}, "sk": {"S": _FINALIZE}},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with unavailable_on_error():
+                    self._client.transact_write_items(TransactItems=[first, claim_stands])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    return False
+                if "TransactionConflict" not in reasons:
+                    raise StoreUnavailableError(
+                        f"the report checkpoint of job {job_id} was not stored: {reasons}"
+                    ) from exc
+                # The claim's renewal wrote the FINALIZE item at the same moment: try again.
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not secrecy
+                continue
+            return True
+        raise StoreUnavailableError(f"the report checkpoint of job {job_id} kept conflicting")
 
     def _claim(self, pk: str, sk: str, worker: str, now: float, until: float) -> bool:
         try:
