@@ -20,7 +20,14 @@ from batchops.manifest.chunks import plan_blocks, plan_positioned
 from batchops.manifest.csv_manifest import _exact_tasks, iter_csv_blocks, iter_csv_positioned, parse_fields
 from batchops.manifest.inventory import InventoryFile, InventoryManifest, iter_inventory_positioned
 from batchops.manifest.position import START, Position
-from batchops.manifest.row_blocks import CsvColumns, RowBlock, decode_keys, plain_block, read_row_blocks
+from batchops.manifest.row_blocks import (
+    CsvColumns,
+    RowBlock,
+    decode_key_text,
+    decode_keys,
+    plain_block,
+    read_row_blocks,
+)
 from batchops.manifest.streams import Gunzip, ReadAhead
 from batchops.manifest.tasks import ManifestError, ManifestTask
 
@@ -69,6 +76,18 @@ def test_keys_decoded_a_block_at_a_time_equal_unquote_plus_key_by_key(raw: list[
     # THEN either exactly what unquote_plus gives key by key, or None (left to the exact reader)
     if decoded is not None:
         assert decoded == [unquote_plus(key, errors="strict") for key in raw]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(KEYS, min_size=1, max_size=8))
+def test_keys_decoded_into_packed_text_equal_unquote_plus_key_by_key(raw: list[str]) -> None:
+    # GIVEN any keys WHEN decoded together into one text joined by NUL
+    text = decode_key_text([key.encode() for key in raw])
+    # THEN either exactly what unquote_plus gives key by key, or None (a list or the exact reader)
+    if text is not None:
+        assert text.decode().split("\x00") == [unquote_plus(key, errors="strict") for key in raw]
+    if "%00" in "".join(raw) and "%" not in "".join(raw).replace("%00", ""):
+        assert text is None
 
 
 def test_ordinary_encoded_keys_decode_a_block_at_a_time() -> None:
@@ -236,6 +255,44 @@ def test_a_csv_manifest_larger_than_a_block_reads_whole() -> None:
     tasks = [task for block in iter_csv_blocks(io.BytesIO(text), FIELDS) for task in block.tasks()]
     assert tasks == [ManifestTask("b1", f"dir/{n}", None) for n in range(20_000)]
     assert [task for task, _ in iter_csv_positioned(io.BytesIO(text), FIELDS)] == tasks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(ROWS, max_size=25),
+    st.integers(8, 200),
+    st.integers(1, 7),
+    st.integers(40, 400),
+    st.sampled_from(["b1", "b2"]),
+)
+def test_planning_blocks_writes_byte_for_byte_the_chunks_planning_rows_writes(
+    rows: list[str], block_size: int, max_tasks: int, max_bytes: int, other_bucket: str
+) -> None:
+    # GIVEN any mix of plain and awkward rows (one bucket or two), planned with small limits
+    text = "".join(rows).replace("b2", other_bucket)
+    data = text.encode()
+    read = exact(data)
+    if isinstance(read, str):
+        return  # the error is the same either way (test_blocks_read_exactly_what_rows_read)
+
+    def row_by_row(rest: BinaryIO, at: Position) -> Iterator[tuple[ManifestTask, Position]]:
+        return _exact_tasks(rest, COLUMNS, FIELDS, at)
+
+    # WHEN planned from blocks (packed columns) and from the exact reader's tasks one by one
+    blocks = read_row_blocks(io.BytesIO(data), COLUMNS, START, row_by_row, block_size=block_size)
+    # THEN the same chunks, the same bytes, the same resume positions
+    assert list(plan_blocks(blocks, max_tasks, max_bytes)) == list(
+        plan_positioned(read, max_tasks, max_bytes)
+    )
+
+
+def test_a_plain_block_keeps_one_bucket_and_its_keys_packed() -> None:
+    block = plain_block((quoted("b1", "caf%C3%A9", "") + quoted("b1", "k+2", "")).encode(), COLUMNS, START)
+    assert block is not None
+    assert block.bucket == "b1"
+    assert block.key_text(0, 2) == "café\x00k 2".encode()
+    assert block.key_text(1, 2) == b"k 2"
+    assert block.keys == ["café", "k 2"]
 
 
 # -- reading ahead -----------------------------------------------------------------------------

@@ -4,9 +4,10 @@ A chunk travels in a queue message (SQS: 256 KiB at most, base64 adds a third) o
 so it is bounded both in tasks and in encoded bytes. The default 150,000 bytes leaves room for
 base64 and a message envelope inside 256 KiB.
 
-Planning works a block of rows at a time (``manifest.row_blocks``): a chunk's tasks are encoded
-as columns joined by C string methods, never task by task, because planning must keep up with
-decompressing the manifest.
+Planning works a block of rows at a time (``manifest.row_blocks``), never task by task, because
+it must keep up with decompressing the manifest: a plain block's keys arrive already packed the
+way version 2 stores them (UTF-8 joined by NUL), so a chunk copies whole stretches of them, and
+only other blocks are encoded from task lists.
 
 Encoding version 2 (written): one version byte, then zlib of::
 
@@ -42,7 +43,6 @@ import zlib
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -55,7 +55,6 @@ DEFAULT_MAX_TASKS = 1000
 DEFAULT_MAX_BYTES = 150_000
 _HEADER = struct.Struct("<5I")
 _SEPARATOR = "\x00"
-_SEALING_AHEAD = 2  # chunks compressed ahead of the one handed out
 
 
 @dataclass(frozen=True)
@@ -95,42 +94,33 @@ def plan_blocks(
         raise ValueError("max_tasks must be at least 1")
     pending = _Pending()
     index, ordinal = first_index, first_ordinal
-    # zlib releases the GIL: chunks are compressed on another core while rows are split here.
-    with ThreadPoolExecutor(1, thread_name_prefix="chunk-encoder") as encoder:
-        sealing: deque[tuple[int, int, int, Future[bytes], Position | None]] = deque()
 
-        def cut(follower: RowBlock | None, at: int = 0) -> Iterator[tuple[Chunk, Position | None]]:
-            """Cut a chunk; the next task is pending or else ``follower``'s task ``at``."""
-            nonlocal index, ordinal
-            count, version, raw = pending.cut(max_tasks, max_bytes)
-            if len(pending):
-                next_at: Position | None = pending.position(0)
-            else:
-                next_at = None if follower is None else follower.position(at)
-            sealing.append((index, ordinal, count, encoder.submit(_seal, version, raw), next_at))
-            index, ordinal = index + 1, ordinal + count
-            while len(sealing) > _SEALING_AHEAD:
-                yield _sealed(sealing.popleft())
+    def cut(follower: RowBlock | None, at: int = 0) -> tuple[Chunk, Position | None]:
+        """Cut a chunk; the next task is pending or else ``follower``'s task ``at``."""
+        nonlocal index, ordinal
+        count, version, raw = pending.cut(max_tasks, max_bytes)
+        if len(pending):
+            next_at: Position | None = pending.position(0)
+        else:
+            next_at = None if follower is None else follower.position(at)
+        # Sealed here, not on a thread: a thread waits for the GIL up to a switch interval
+        # (5 ms) after every compression, far longer than compressing a chunk takes.
+        chunk = Chunk(index, ordinal, count, _seal(version, raw))
+        index, ordinal = index + 1, ordinal + count
+        return chunk, next_at
 
-        for block in blocks:
-            taken = 0
-            while taken < len(block):
-                if len(pending) >= max_tasks:
-                    # The chunk is full and a task follows it: cut, knowing where the rest starts.
-                    yield from cut(block, taken)
-                    continue
-                step = min(max_tasks - len(pending), len(block) - taken)
-                pending.add(block, taken, step)
-                taken += step
-        while len(pending):
-            yield from cut(None)
-        while sealing:
-            yield _sealed(sealing.popleft())
-
-
-def _sealed(item: tuple[int, int, int, Future[bytes], Position | None]) -> tuple[Chunk, Position | None]:
-    index, ordinal, count, data, next_at = item
-    return Chunk(index, ordinal, count, data.result()), next_at
+    for block in blocks:
+        taken = 0
+        while taken < len(block):
+            if len(pending) >= max_tasks:
+                # The chunk is full and a task follows it: cut, knowing where the rest starts.
+                yield cut(block, taken)
+                continue
+            step = min(max_tasks - len(pending), len(block) - taken)
+            pending.add(block, taken, step)
+            taken += step
+    while len(pending):
+        yield cut(None)
 
 
 def plan_positioned(
@@ -157,28 +147,18 @@ def plan_chunks(
 
 
 class _Pending:
-    """Tasks read and not yet in a chunk, as columns, with the blocks they came from."""
+    """Tasks read and not yet in a chunk: the stretches of blocks they sit in, in order."""
 
     def __init__(self) -> None:
-        self.buckets: list[str] = []
-        self.keys: list[str] = []
-        self.versions: list[str | None] = []
-        self.any_version = False
         self.sources: deque[tuple[RowBlock, int, int]] = deque()  # block, first task, count
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._count
 
     def add(self, block: RowBlock, start: int, count: int) -> None:
-        end = start + count
-        self.buckets += block.buckets[start:end]
-        self.keys += block.keys[start:end]
-        if block.versions is None:
-            self.versions += repeat(None, count)
-        else:
-            self.versions += block.versions[start:end]
-            self.any_version = True
         self.sources.append((block, start, count))
+        self._count += count
 
     def position(self, index: int) -> Position:
         for block, start, count in self.sources:
@@ -189,27 +169,34 @@ class _Pending:
 
     def cut(self, max_tasks: int, max_bytes: int) -> tuple[int, int, bytes]:
         """Take the next chunk's tasks off the front: their count and unsealed payload."""
-        count = min(max_tasks, len(self.keys))
-        version, raw = self._payload(count)
+        count = min(max_tasks, self._count)
+        version, raw = _stretches_payload(self._front(count))
         if not _fits(raw, count, max_bytes):
             low, high = 1, count  # one task always fits, ``count`` does not
             while high - low > 1:
                 middle = (low + high) // 2
-                if _fits(self._payload(middle)[1], middle, max_bytes):
+                if _fits(_stretches_payload(self._front(middle))[1], middle, max_bytes):
                     low = middle
                 else:
                     high = middle
             count = low
-            version, raw = self._payload(count)
-        del self.buckets[:count], self.keys[:count], self.versions[:count]
+            version, raw = _stretches_payload(self._front(count))
         self._drop(count)
         return count, version, raw
 
-    def _payload(self, count: int) -> tuple[int, bytes]:
-        versions = self.versions[:count] if self.any_version else None
-        return _raw_payload(self.buckets[:count], self.keys[:count], versions)
+    def _front(self, count: int) -> list[tuple[RowBlock, int, int]]:
+        """The stretches of the first ``count`` pending tasks."""
+        front = []
+        for block, start, size in self.sources:
+            if size >= count:
+                front.append((block, start, count))
+                return front
+            front.append((block, start, size))
+            count -= size
+        return front
 
     def _drop(self, count: int) -> None:
+        self._count -= count
         while count:
             block, start, size = self.sources[0]
             if size > count:
@@ -217,6 +204,43 @@ class _Pending:
                 return
             self.sources.popleft()
             count -= size
+
+
+def _stretches_payload(stretches: list[tuple[RowBlock, int, int]]) -> tuple[int, bytes]:
+    """The encoding version and uncompressed payload of the tasks of ``stretches`` (block,
+    first task, count)."""
+    packed = _packed_payload(stretches)
+    if packed is not None:
+        return ENCODING_VERSION, packed
+    buckets: list[str] = []
+    keys: list[str] = []
+    versions: list[str | None] = []
+    for block, start, count in stretches:
+        end = start + count
+        buckets += block.buckets[start:end]
+        keys += block.keys[start:end]
+        versions += repeat(None, count) if block.versions is None else block.versions[start:end]
+    return _raw_payload(buckets, keys, versions if any(version is not None for version in versions) else None)
+
+
+def _packed_payload(stretches: list[tuple[RowBlock, int, int]]) -> bytes | None:
+    """The version 2 payload made from the blocks' packed keys, copied whole (no task lists),
+    or None when a task names a version or a key holds a NUL."""
+    texts: list[bytes] = []
+    for block, start, count in stretches:
+        text = None if block.versions is not None else block.key_text(start, start + count)
+        if text is None:
+            return None
+        texts.append(text)
+    names = {block.bucket for block, _, _ in stretches}
+    one = names.pop() if len(names) == 1 else None
+    buckets = (
+        one
+        if one is not None
+        else [name for block, start, count in stretches for name in block.buckets[start : start + count]]
+    )
+    count = sum(count for _, _, count in stretches)
+    return _v2_payload(count, buckets, _SEPARATOR.encode().join(texts), b"")
 
 
 def encode_chunk(tasks: Sequence[ManifestTask]) -> bytes:
@@ -242,6 +266,13 @@ def _raw_payload(buckets: list[str], keys: list[str], versions: list[str | None]
     if found != separators or (versions is not None and "" in versions):
         # A NUL inside a name, or an empty version id: only version 1 can say that.
         return 1, _raw_v1(list(map(ManifestTask, buckets, keys, versions or repeat(None))))
+    return ENCODING_VERSION, _v2_payload(len(keys), buckets, key_text.encode(), version_text.encode())
+
+
+def _v2_payload(count: int, buckets: list[str] | str, key_text: bytes, version_text: bytes) -> bytes:
+    """The version 2 payload; ``buckets`` is one name per task, or the one name of every task.
+    No name holds a NUL and no version id is empty (the caller made sure)."""
+    distinct = [buckets] if isinstance(buckets, str) else list(dict.fromkeys(buckets))
     indexes = b""
     if len(distinct) > 1:
         where = {name: n for n, name in enumerate(distinct)}
@@ -249,8 +280,8 @@ def _raw_payload(buckets: list[str], keys: list[str], versions: list[str | None]
         if sys.byteorder == "big":
             numbers.byteswap()
         indexes = numbers.tobytes()
-    sections = (bucket_text.encode(), indexes, key_text.encode(), version_text.encode())
-    return ENCODING_VERSION, b"".join((_HEADER.pack(len(keys), *map(len, sections)), *sections))
+    sections = (_SEPARATOR.join(distinct).encode(), indexes, key_text, version_text)
+    return b"".join((_HEADER.pack(count, *map(len, sections)), *sections))
 
 
 def _fits(raw: bytes, count: int, max_bytes: int) -> bool:

@@ -43,6 +43,9 @@ from batchops.manifest.tasks import ManifestTask
 BLOCK_SIZE = BUFFER_SIZE
 AROUND_CELL = " \t"
 """What is stripped around a Bucket or VersionId cell (neither can hold a space or a tab)."""
+KEY_SEPARATOR = "\x00"
+"""Between the keys of packed text (S3 keys never hold NUL: XML cannot carry it)."""
+_NUL = KEY_SEPARATOR.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,37 +70,53 @@ ExactReader = Callable[[BinaryIO, Position], Iterator[tuple[ManifestTask, Positi
 class RowBlock:
     """Tasks from consecutive manifest rows, as columns, and where each task's row starts.
 
-    ``versions`` is None when no task names a version. Task ``i``'s row starts at
-    ``position(i)``; for a plain block that is worked out from the lines when asked (only chunk
-    boundaries ask), for rows the exact reader read it is stored.
+    A plain block keeps its columns packed, the way a chunk stores them: the keys as one UTF-8
+    text joined by NUL, and the bucket as one name when every row names the same. Planning
+    copies those into chunks whole; the per-task lists (``keys``, ``buckets``) are made only
+    when asked for. ``versions`` is None when no task names a version. Task ``i``'s row starts
+    at ``position(i)``; for a plain block that is worked out from the lines when asked (only
+    chunk boundaries ask), for rows the exact reader read it is stored.
     """
 
     __slots__ = (
+        "_buckets",
+        "_count",
         "_data",
         "_file",
+        "_key_text",
+        "_keys",
         "_line",
         "_offset",
         "_positions",
         "_row",
         "_skip",
-        "buckets",
-        "keys",
+        "bucket",
         "versions",
     )
 
     def __init__(
         self,
-        buckets: list[str],
-        keys: list[str],
+        buckets: list[str] | str,
+        keys: list[str] | bytes,
         versions: list[str | None] | None,
         *,
         start: Position,
+        count: int | None = None,
         data: bytes | None = None,
         skip: int = 0,
         positions: list[Position] | None = None,
     ) -> None:
-        self.buckets = buckets
-        self.keys = keys
+        """``buckets``: one name per task, or the one name of every task. ``keys``: one per
+        task, or their UTF-8 joined by NUL (no key holding NUL), with ``count`` given."""
+        self.bucket = buckets if isinstance(buckets, str) else None
+        self._buckets = None if isinstance(buckets, str) else buckets
+        self._keys: list[str] | None = None
+        self._key_text: bytes | None = None
+        if isinstance(keys, bytes):
+            assert count is not None
+            self._key_text, self._count = keys, count
+        else:
+            self._keys, self._count = keys, len(keys)
         self.versions = versions
         self._file, self._offset, self._row, self._line = start
         self._data = data
@@ -117,12 +136,46 @@ class RowBlock:
         )
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._count
+
+    @property
+    def keys(self) -> list[str]:
+        if self._keys is None:
+            assert self._key_text is not None
+            self._keys = self._key_text.decode().split(KEY_SEPARATOR) if self._count else []
+        return self._keys
+
+    @property
+    def buckets(self) -> list[str]:
+        if self._buckets is None:
+            assert self.bucket is not None
+            self._buckets = [self.bucket] * self._count
+        return self._buckets
+
+    def key_text(self, start: int, end: int) -> bytes | None:
+        """The keys of tasks ``start`` to ``end`` (not included) as UTF-8 joined by NUL, or
+        None if one of them holds a NUL."""
+        if self._key_text is None:
+            text = KEY_SEPARATOR.join(self.keys[start:end])
+            return None if text.count(KEY_SEPARATOR) != end - start - 1 else text.encode()
+        if start == 0 and end == self._count:
+            return self._key_text
+        return self._key_text[self._key_start(start) : self._key_start(end) - 1]
+
+    def _key_start(self, index: int) -> int:
+        """Where key ``index`` starts in the packed text (one past its end for ``len(self)``)."""
+        assert self._key_text is not None
+        if index == 0:
+            return 0
+        if index >= self._count:
+            return len(self._key_text) + 1
+        rest = self._key_text.split(_NUL, index)[-1]
+        return len(self._key_text) - len(rest)
 
     @property
     def rows(self) -> int:
         """The lines a plain block covers, a header it skipped included."""
-        return self._skip + len(self.keys)
+        return self._skip + self._count
 
     def tasks(self) -> Iterator[ManifestTask]:
         versions = repeat(None) if self.versions is None else self.versions
@@ -134,7 +187,7 @@ class RowBlock:
         if self._positions is not None:
             return iter(self._positions)
         assert self._data is not None
-        lines = self._data.split(b"\n")[self._skip : self._skip + len(self.keys)]
+        lines = self._data.split(b"\n")[self._skip : self._skip + self._count]
         file, offset, row, line = self.position(0)
         offsets = accumulate((len(piece) + 1 for piece in lines), initial=offset)
         steps = zip(range(len(lines)), offsets, strict=False)
@@ -160,27 +213,32 @@ def plain_block(
     found = _cells(data, columns.width) if _is_utf8(data) else None
     if found is None:
         return None
-    cells, stride = found
+    column, first_row = found
     skip = 0
-    if is_header is not None and is_header([cell.decode() for cell in cells[0 : columns.width]]):
+    if is_header is not None and is_header([cell.decode() for cell in first_row]):
         skip = 1
-        cells = cells[stride:]
-        if not cells:
-            return RowBlock([], [], None, start=start, data=data, skip=skip)
-    raw_keys = cells[columns.key :: stride]
+    raw_keys = column(columns.key)[skip:]
+    if not raw_keys:
+        return RowBlock([], [], None, start=start, data=data, skip=skip)
     if b" " in data and b'"' not in data:
         raw_keys = [key.lstrip(b" ") for key in raw_keys]  # skipinitialspace
-    buckets = _buckets(cells[columns.bucket :: stride])
-    keys = None if buckets is None or b"" in raw_keys else decode_keys(raw_keys)
+    if b"" in raw_keys:
+        return None
+    # A NUL in the text could end up in a packed name: such a rare block keeps lists.
+    packed = _NUL not in data
+    buckets = _buckets(column(columns.bucket)[skip:], packed)
+    keys: list[str] | bytes | None = decode_key_text(raw_keys) if packed else None
+    if keys is None:
+        keys = decode_keys(raw_keys)
     if keys is None or buckets is None:
         return None
     versions: list[str | None] | None = None
     if columns.version_id is not None:
-        listed = b"\n".join(cells[columns.version_id :: stride]).decode().split("\n")
+        listed = b"\n".join(column(columns.version_id)[skip:]).decode().split("\n")
         versions = [cell.strip(AROUND_CELL) or None for cell in listed]
         if not any(versions):
             versions = None
-    return RowBlock(buckets, keys, versions, start=start, data=data, skip=skip)
+    return RowBlock(buckets, keys, versions, start=start, count=len(raw_keys), data=data, skip=skip)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -194,9 +252,9 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _cells(data: bytes, width: int) -> tuple[list[bytes], int] | None:
-    """Every cell of a plain block in one flat list, with the stride from a row to the next
-    (each row is followed by one filler item); None if the block is not plain.
+def _cells(data: bytes, width: int) -> tuple[Callable[[int], list[bytes]], list[bytes]] | None:
+    """How to take a column's cells (every row's, in order) out of a plain block, and the first
+    row's cells; None if the block is not plain.
 
     Quoted: splitting the block on ``"`` leaves ``"", c1, ",", c2, ..., cw, LF`` per row, so
     the block is plain exactly when every other item is the expected separator and the block
@@ -209,20 +267,23 @@ def _cells(data: bytes, width: int) -> tuple[list[bytes], int] | None:
         parts = data.split(b'"')
         if len(parts) != 2 * width * rows + 1 or parts[0] or parts[2::2] != _quoted_fillers(width) * rows:
             return None
-        return parts[1::2], width
+        return (lambda index: parts[1 + 2 * index :: 2 * width]), parts[1 : 2 * width : 2]
     parts = data.replace(b"\n", b",\n,").split(b",")
     parts.pop()  # the empty piece after the last LF
     if len(parts) != (width + 1) * rows or parts[width :: width + 1] != [b"\n"] * rows:
         return None
-    return parts, width + 1
+    return (lambda index: parts[index :: width + 1]), parts[:width]
 
 
 def _quoted_fillers(width: int) -> list[bytes]:
     return [b","] * (width - 1) + [b"\n"]
 
 
-def _buckets(cells: list[bytes]) -> list[str] | None:
-    """The Bucket cells as ``task_from_row`` reads them, or None if one is empty."""
+def _buckets(cells: list[bytes], packed: bool) -> list[str] | str | None:
+    """The Bucket cells as ``task_from_row`` reads them (the one name when ``packed`` and every
+    row names the same), or None if one is empty."""
+    if packed and cells.count(cells[0]) == len(cells):
+        return cells[0].decode().strip(AROUND_CELL) or None
     names = {cell: cell.decode().strip(AROUND_CELL) for cell in set(cells)}
     if not all(names.values()):
         return None
@@ -233,7 +294,14 @@ def decode_keys(raw: list[bytes]) -> list[str] | None:
     """``unquote_plus(key, errors="strict")`` of every key (as UTF-8 bytes), or None where that
     cannot be done a block at a time (a ``%`` that starts no escape, an escape of a line break,
     escapes that are not UTF-8: the exact reader then decodes, or names the row that is wrong)."""
-    joined = b"\n".join(raw)
+    text = decode_key_text(raw, b"\n")
+    return None if text is None else text.decode().split("\n")
+
+
+def decode_key_text(raw: list[bytes], separator: bytes = _NUL) -> bytes | None:
+    """The keys ``decode_keys`` gives, as UTF-8 joined by ``separator``; None where it gives
+    None, or where a key decodes to hold ``separator``."""
+    joined = separator.join(raw)
     if b"%" in joined:
         # Every %XX becomes \xXX for escape_decode, which refuses (ValueError) a \x without two
         # hex digits: a lone % sends the block to the exact reader, which keeps it as written.
@@ -244,11 +312,9 @@ def decode_keys(raw: list[bytes]) -> list[str] | None:
             return None
     elif b"+" in joined:
         joined = joined.replace(b"+", b" ")
-    try:
-        keys = joined.decode().split("\n")
-    except UnicodeDecodeError:
+    if joined.count(separator) != len(raw) - 1 or not _is_utf8(joined):
         return None
-    return keys if len(keys) == len(raw) else None
+    return joined
 
 
 def read_row_blocks(
