@@ -239,7 +239,7 @@ class ReadAhead:
                 continue
 
 
-GUNZIP_STEP = 1024 * 1024
+GUNZIP_STEP = 4 * 1024 * 1024
 
 
 class Gunzip:
