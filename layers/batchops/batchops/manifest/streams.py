@@ -249,7 +249,9 @@ class Gunzip:
     ``gzip.GzipFile`` decompresses 8 KiB of input a call and checks the CRC in a pass of its own;
     zlib with ``wbits=31`` parses the header and checks CRC and length itself, and a call that
     yields up to ``GUNZIP_STEP`` bytes holds the GIL only between such steps, so on a thread
-    (``ReadAhead``) it decompresses while another thread splits rows. Like ``GzipFile``: zero
+    (``ReadAhead``) it decompresses while another thread splits rows. Steps are large because
+    each one takes the GIL back a few times (zlib grows its output in blocks), and a thread
+    waits up to a switch interval (5 ms) for it behind one that splits rows. Like ``GzipFile``: zero
     bytes between or after members are skipped, an empty stream is empty text, a stream cut
     short raises EOFError and bytes that are not gzip raise ``zlib.error``.
     """
