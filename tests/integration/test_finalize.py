@@ -512,31 +512,12 @@ def test_a_step_killed_mid_upload_leaves_its_upload_to_the_next_which_aborts_it_
     s3 = rig.s3()
     assert rig.engine(s3).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
     # WHEN the next step, writing the rest in one go, dies as it sends its second part
-    dying_s3 = rig.s3()
-    dead = threading.Event()
-
-    def die(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
-        if "partNumber=2" in req.url:
-            dead.set()
-        if dead.is_set():
-            raise Killed
-        return None
-
-    inject(dying_s3, "*", die)
-    with pytest.raises(Killed):
-        rig.engine(dying_s3).finalize(APPID, job_id, "step-2")
+    upload_id = kill_a_step_mid_upload(rig, job_id)
     # THEN its upload is still in progress, recorded in the report checkpoint
-    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    assert len(uploads) == 1
-    stored = rig.ledger.finalize_checkpoint(job_id)
-    assert stored is not None
-    checkpoint = decode_report_checkpoint(stored.state, "reports", job_id)
-    assert [u.upload_id for u in checkpoint.uploads] == [uploads[0]["UploadId"]]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == [upload_id]
+    assert recorded_uploads(rig, job_id) == [upload_id]
     # WHEN the next finalize comes, once the dead one's claim has run out
-    ended = time.monotonic() + 30
-    while (done := rig.engine(s3).finalize(APPID, job_id, "step-3")) is Finalized.BUSY:
-        assert time.monotonic() < ended, "the dead step's claim never ran out"
-        time.sleep(0.1)
+    done = finalize_once_free(rig, s3, job_id, "step-3")
     # THEN it aborted the dead step's upload and ended the job with every row once, in order
     assert done is Finalized.DONE
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
@@ -555,6 +536,70 @@ def test_a_step_killed_mid_upload_leaves_its_upload_to_the_next_which_aborts_it_
     assert [r["Key"] for r in manifest["Results"]] == [
         results_key("reports", job_id, "succeeded", n) for n in range(2)
     ]
+    assert_ledger_dropped(rig.ledger, job_id)
+
+
+def kill_a_step_mid_upload(rig: Rig, job_id: str) -> str:
+    """Run a finalize step that dies as it sends its second part; the id of the upload it leaves."""
+    dying_s3 = rig.s3()
+    dead = threading.Event()
+
+    def die(req: AWSPreparedRequest, _count: int) -> AWSResponse | None:
+        if "partNumber=2" in req.url:
+            dead.set()
+        if dead.is_set():
+            raise Killed
+        return None
+
+    inject(dying_s3, "*", die)
+    with pytest.raises(Killed):
+        rig.engine(dying_s3).finalize(APPID, job_id, "step-2")
+    recorded = recorded_uploads(rig, job_id)
+    assert len(recorded) == 1
+    return recorded[0]
+
+
+def recorded_uploads(rig: Rig, job_id: str) -> list[str]:
+    """The upload ids the job's report checkpoint holds for a next step to abort."""
+    stored = rig.ledger.finalize_checkpoint(job_id)
+    assert stored is not None
+    return [u.upload_id for u in decode_report_checkpoint(stored.state, "reports", job_id).uploads]
+
+
+def finalize_once_free(
+    rig: Rig, s3: S3Client, job_id: str, worker: str, deadline: float | None = None
+) -> Finalized:
+    """Finalize once a dead step's claim has run out (BUSY until then)."""
+    ended = time.monotonic() + 30
+    while (done := rig.engine(s3).finalize(APPID, job_id, worker, deadline=deadline)) is Finalized.BUSY:
+        assert time.monotonic() < ended, "the dead step's claim never ran out"
+        time.sleep(0.1)
+    return done
+
+
+def test_an_upload_a_step_could_not_abort_stays_recorded_past_its_deadline_for_the_next(rig: Rig) -> None:
+    # GIVEN a report whose second step died mid-upload
+    job_id, bucket, manifest_rows = big_completing_job(rig, 3000)
+    s3 = rig.s3()
+    assert rig.engine(s3).finalize(APPID, job_id, "step-1", deadline=0.0) is Finalized.MORE
+    upload_id = kill_a_step_mid_upload(rig, job_id)
+    # WHEN the next step may not abort it, and stops at its deadline after one segment
+    no_abort_s3 = rig.s3()
+    inject(no_abort_s3, "AbortMultipartUpload", lambda _req, _n: s3_error(403, "AccessDenied"))
+    assert finalize_once_free(rig, no_abort_s3, job_id, "step-3", deadline=0.0) is Finalized.MORE
+    # THEN the checkpoint it stored still holds the dead upload, which is still in progress
+    assert recorded_uploads(rig, job_id) == [upload_id]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == [upload_id]
+    # AND the step after it aborts it and ends the job with every row once
+    assert finalize_once_free(rig, s3, job_id, "step-4") is Finalized.DONE
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_invariants(
+        s3,
+        JobView.from_job(rig.service.describe(APPID, job_id)),
+        manifest_rows,
+        listed_nowhere(s3, bucket, "é"),
+        report_bucket=bucket,
+    )
     assert_ledger_dropped(rig.ledger, job_id)
 
 

@@ -475,8 +475,11 @@ class Engine:
                     for segment, chunk in segments:
                         if wrote and deadline is not None and self.clock() >= deadline:
                             files = writer.complete_files()
+                            # This step's own uploads are complete now; dead steps' are still owed an abort.
                             steps.store(
-                                ReportCheckpoint(segment.index, segment.start, succeeded, failed, files)
+                                ReportCheckpoint(
+                                    segment.index, segment.start, succeeded, failed, files, steps.unaborted
+                                )
                             )
                             return None
                         if chunk.index != chunk_index:
@@ -535,6 +538,8 @@ class _ReportSteps:
             else decode_report_checkpoint(self.stored.state, job.spec.report.prefix, job.job_id)
         )
         self._uploads: list[PendingUpload] = list(self.reached.uploads)
+        self.unaborted: tuple[PendingUpload, ...] = ()
+        """Uploads of dead steps this step could not abort: every checkpoint it stores keeps them."""
 
     def abort_dead_uploads(self, s3: S3Client, bucket: str) -> None:
         """Abort the uploads a step that died left in progress (one that was completed meanwhile
@@ -553,6 +558,7 @@ class _ReportSteps:
                     log.warning("report upload %s of %s not aborted", upload.upload_id, key, exc_info=True)
                     left.append(upload)
         self._uploads = left
+        self.unaborted = tuple(left)
 
     def started_upload(self, status: str, number: int, upload_id: str) -> None:
         self._uploads.append(PendingUpload(status, number, upload_id))
