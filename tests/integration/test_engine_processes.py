@@ -193,7 +193,7 @@ def children_of(pid: int) -> list[int]:
     raise AssertionError("the worker processes did not start")
 
 
-@pytest.mark.parametrize(("signalled", "code"), [("parent", 0), ("one child", 1)])
+@pytest.mark.parametrize(("signalled", "code"), [("parent", 0), ("all, as Ctrl-C does", 0), ("one child", 1)])
 def test_run_in_processes_stops_as_a_whole(tmp_path: Path, signalled: str, code: int) -> None:
     # GIVEN `batchops run --processes 2` waiting for work
     env = engine_env("http://127.0.0.1:9", tmp_path / "jobs.db")
@@ -202,12 +202,16 @@ def test_run_in_processes_stops_as_a_whole(tmp_path: Path, signalled: str, code:
     )
     try:
         children = children_of(parent.pid)
-        # WHEN the command is asked to stop (SIGTERM), or one of its processes dies (SIGKILL)
+        # WHEN the command is asked to stop (SIGTERM), or each of its processes is (SIGINT to the
+        # process group, as Ctrl-C in a terminal), or one of its processes dies (SIGKILL)
         if signalled == "parent":
             parent.send_signal(signal.SIGTERM)
+        elif signalled.startswith("all"):
+            os.killpg(parent.pid, signal.SIGINT)
         else:
             os.kill(children[0], signal.SIGKILL)
-        # THEN every process stops: 0 when asked to, 1 when one of them died
+        # THEN every process stops, its cleanup not cut short by a second signal: 0 when asked
+        # to, 1 when one of them died
         assert parent.wait(timeout=30) == code
         for child in children:
             assert (

@@ -235,7 +235,7 @@ def _serve(args: argparse.Namespace, settings: LocalSettings) -> int:
     api, store = local_api(args.db, settings.max_active_jobs, credentials)
     server = make_server(api, args.host, args.port)
     dispatcher = None if args.no_workers else local_dispatcher(store, settings)
-    signal.signal(signal.SIGTERM, _interrupt)
+    _Interrupt().install()
     workers = "no workers" if dispatcher is None else f"{settings.engine.workers} workers"
     if secret is not None:
         workers += f", signed requests only (keys from secret {secret.secret_id})"
@@ -272,12 +272,19 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
         context.Process(target=_run_child, args=(args, settings, shared, n == 0), name=f"batchops-run-{n}")
         for n in range(args.processes)
     ]
-    # SIGTERM waits (blocked) until each process has its own handler: none is killed half-started.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # Signals wait (blocked) until each process has its own handler: none is stopped half-started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     for child in children:
         child.start()
+    stopping = False
 
     def stop_children(signum: int, frame: FrameType | None) -> None:
+        # Once: Ctrl-C has reached every process already, and a second signal while a child
+        # cleans up is ignored there anyway.
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         if shared is not None:
             # Workers waiting for a dead process's steps would wait for ever: tell them to stop.
             # A plain write to shared memory, with no lock the dead process may still hold.
@@ -286,19 +293,17 @@ def _run(args: argparse.Namespace, settings: LocalSettings) -> int:
             if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop_children)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, stop_children)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     running = list(children)
-    try:
-        while running:
-            multiprocessing.connection.wait([child.sentinel for child in running])
-            for child in [c for c in running if not c.is_alive()]:
-                child.join()
-                running.remove(child)
-                if child.exitcode != 0:
-                    stop_children(signal.SIGTERM, None)
-    except KeyboardInterrupt:
-        stop_children(signal.SIGTERM, None)
+    while running:
+        multiprocessing.connection.wait([child.sentinel for child in running])
+        for child in [c for c in running if not c.is_alive()]:
+            child.join()
+            running.remove(child)
+            if child.exitcode != 0:
+                stop_children(signal.SIGTERM, None)
     for child in children:
         child.join()
     return 0 if all(child.exitcode == 0 for child in children) else 1
@@ -319,9 +324,9 @@ def _run_here(
 ) -> int:
     store = SQLiteJobStore(args.db)
     dispatcher = local_dispatcher(store, settings, lead=lead)
-    signal.signal(signal.SIGTERM, _interrupt)
+    _Interrupt().install()
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by a parent of processes
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by a parent of processes
         if args.until_idle:
             dispatcher.run_until_idle(shared)
         else:
@@ -347,8 +352,26 @@ def _positive(text: str) -> int:
     return number
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class _Interrupt:
+    """SIGTERM and SIGINT stop the command (KeyboardInterrupt) once: a signal that comes while it
+    cleans up is ignored, so it cannot cut that short (with ``run --processes`` Ctrl-C reaches
+    every process, and then the parent tells each to stop too). SIGKILL stops it at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            return
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self)
 
 
 def _client(args: argparse.Namespace, settings: LocalSettings) -> JobsClient:
