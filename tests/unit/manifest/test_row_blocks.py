@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchops.manifest.chunks import plan_blocks, plan_positioned
+from batchops.manifest.chunks import decode_chunk, plan_blocks, plan_positioned
 from batchops.manifest.csv_manifest import _exact_tasks, iter_csv_blocks, iter_csv_positioned, parse_fields
 from batchops.manifest.inventory import InventoryFile, InventoryManifest, iter_inventory_positioned
 from batchops.manifest.position import START, Position
@@ -284,6 +284,16 @@ def test_planning_blocks_writes_byte_for_byte_the_chunks_planning_rows_writes(
     assert list(plan_blocks(blocks, max_tasks, max_bytes)) == list(
         plan_positioned(read, max_tasks, max_bytes)
     )
+
+
+def test_a_name_holding_a_nul_is_planned_in_the_encoding_that_can_say_it() -> None:
+    # GIVEN tasks the exact reader read, a bucket or a key holding a NUL
+    for odd in (ManifestTask("b\x00x", "k1", None), ManifestTask("b1", "k\x001", None)):
+        tasks = [(odd, (0, 0, 0, 0)), (ManifestTask("b2", "k2", None), (0, 9, 1, 1))]
+        # WHEN planned THEN the chunk decodes to exactly those tasks, in encoding version 1
+        [(chunk, _)] = plan_blocks([RowBlock.of_tasks(tasks)])
+        assert decode_chunk(chunk.data) == [task for task, _ in tasks]
+        assert chunk.data[0] == 1
 
 
 def test_a_plain_block_keeps_one_bucket_and_its_keys_packed() -> None:

@@ -225,7 +225,7 @@ def _stretches_payload(stretches: list[tuple[RowBlock, int, int]]) -> tuple[int,
 
 def _packed_payload(stretches: list[tuple[RowBlock, int, int]]) -> bytes | None:
     """The version 2 payload made from the blocks' packed keys, copied whole (no task lists),
-    or None when a task names a version or a key holds a NUL."""
+    or None when a task names a version or a name holds a NUL."""
     texts: list[bytes] = []
     for block, start, count in stretches:
         text = None if block.versions is not None else block.key_text(start, start + count)
@@ -239,6 +239,8 @@ def _packed_payload(stretches: list[tuple[RowBlock, int, int]]) -> bytes | None:
         if one is not None
         else [name for block, start, count in stretches for name in block.buckets[start : start + count]]
     )
+    if any(_SEPARATOR in name for name in ({buckets} if isinstance(buckets, str) else set(buckets))):
+        return None  # a bucket name holding a NUL: only version 1 can say that
     count = sum(count for _, _, count in stretches)
     return _v2_payload(count, buckets, _SEPARATOR.encode().join(texts), b"")
 
