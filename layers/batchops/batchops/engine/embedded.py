@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from batchops.engine.phases import Engine
 from batchops.jobs.errors import JobStoreUnavailableError
@@ -221,6 +221,24 @@ class _ThreadCounters:
         self.failed = False
 
 
+_Slot = TypeVar("_Slot", int, bool)
+
+
+class _SharedSlot(Generic[_Slot]):
+    """One of ``_ProcessCounters``' counters: a cell of its array in shared memory."""
+
+    def __init__(self, index: int, kind: Callable[[int], _Slot]) -> None:
+        self.index = index
+        self.kind: Callable[[int], _Slot] = kind
+
+    def __get__(self, counters: _ProcessCounters, owner: type | None = None) -> _Slot:
+        value: int = counters._values[self.index]
+        return self.kind(value)
+
+    def __set__(self, counters: _ProcessCounters, value: _Slot) -> None:
+        counters._values[self.index] = int(value)
+
+
 class _ProcessCounters:
     """The counters in shared memory, for worker processes forked after they were made."""
 
@@ -229,37 +247,10 @@ class _ProcessCounters:
         self._values = context.RawArray("q", 4)
         self.pending = workers
 
-    @property
-    def pending(self) -> int:
-        return int(self._values[3])
-
-    @pending.setter
-    def pending(self, value: int) -> None:
-        self._values[3] = value
-
-    @property
-    def stepping(self) -> int:
-        return int(self._values[0])
-
-    @stepping.setter
-    def stepping(self, value: int) -> None:
-        self._values[0] = value
-
-    @property
-    def progress(self) -> int:
-        return int(self._values[1])
-
-    @progress.setter
-    def progress(self, value: int) -> None:
-        self._values[1] = value
-
-    @property
-    def failed(self) -> bool:
-        return bool(self._values[2])
-
-    @failed.setter
-    def failed(self, value: bool) -> None:
-        self._values[2] = int(value)
+    stepping = _SharedSlot(0, int)
+    progress = _SharedSlot(1, int)
+    failed = _SharedSlot(2, bool)
+    pending = _SharedSlot(3, int)
 
 
 def process_idle_counters(context: Any, workers: int) -> IdleCounters:
