@@ -450,6 +450,82 @@ def test_until_idle_runs_chunks_on_every_worker_and_stops_when_all_is_done(
     assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "12"
 
 
+def test_a_worker_goes_on_with_its_next_chunk_while_the_last_tasks_of_one_run(
+    make_service: Callable[..., Service],
+) -> None:
+    # GIVEN a copy job of three chunks of four, one worker with four in flight, and the last copy
+    # of the first chunk slow
+    svc = make_service(
+        engine_settings(chunk_max_tasks=4, workers=1, task_concurrency=4), workers_started=False
+    )
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(12):
+        svc.s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
+    etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n:02d}") for n in range(12)]))
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    job_id = svc.create(request(src, "m.csv", etag, copy, src))
+    seen: dict[str, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    def timed(request: object, _count: int) -> None:
+        key = str(getattr(request, "url", "")).rsplit("/", 1)[-1]
+        began = time.monotonic()
+        time.sleep(0.5 if key == "k03" else 0.01)
+        with lock:
+            seen[key] = (began, time.monotonic())
+
+    from tests.faults import inject
+
+    inject(svc.s3, "CopyObject", timed)
+    # WHEN `batchops run --until-idle` does the work
+    svc.dispatcher.run_until_idle()
+    # THEN the second chunk's copies (k04..k07) ran while the first chunk's last was held, and
+    # every chunk was recorded: the job completed with all twelve
+    assert all(seen[f"k{n:02d}"][1] < seen["k03"][1] for n in range(4, 8))
+    job = svc.describe(job_id)
+    assert job.findtext("Status") == "Complete"
+    assert job.findtext("ProgressSummary/NumberOfTasksSucceeded") == "12"
+    _, rows = read_report(svc.s3, src, job_id)
+    assert sorted(row[1] for row in rows["succeeded"]) == [f"k{n:02d}" for n in range(12)]
+
+
+def test_a_job_created_while_a_worker_goes_from_chunk_to_chunk_is_prepared_between_them(
+    make_service: Callable[..., Service],
+) -> None:
+    # GIVEN one worker of one task in flight running a job of four one-copy chunks, slow copies
+    svc = make_service(engine_settings(chunk_max_tasks=1, workers=1, task_concurrency=1))
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(5):
+        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    began: list[tuple[str, float]] = []
+    first_copy = threading.Event()
+
+    def slow(request: object, _count: int) -> None:
+        began.append((str(getattr(request, "url", "")).rsplit("/", 1)[-1], time.monotonic()))
+        first_copy.set()
+        time.sleep(0.2)
+
+    from tests.faults import inject
+
+    inject(svc.s3, "CopyObject", slow)
+    etag = put_manifest(svc.s3, src, "a.csv", csv_manifest([(src, f"k{n}") for n in range(4)]))
+    first = svc.create(request(src, "a.csv", etag, copy, src, token="a"))
+    assert first_copy.wait(30)
+    # WHEN a second job is created as the first's first copy runs
+    etag = put_manifest(svc.s3, src, "b.csv", csv_manifest([(src, "k4")]))
+    second = svc.create(request(src, "b.csv", etag, copy, src, token="b"))
+    while svc.describe(second).findtext("Status") == "New":
+        time.sleep(0.005)
+    prepared = time.monotonic()
+    # THEN it was prepared before the first job's last copy began: the worker left its run of
+    # chunks for it, as it does between chunks run one by one
+    svc.wait(first, "Complete")
+    svc.wait(second, "Complete")
+    last_of_first = max(t for key, t in began if key in ("k0", "k1", "k2", "k3"))
+    assert prepared < last_of_first
+
+
 def test_a_report_is_written_in_steps_the_workers_pick_up_one_after_another(
     make_service: Callable[..., Service],
 ) -> None:

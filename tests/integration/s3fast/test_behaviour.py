@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import boto3
@@ -17,7 +18,8 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ParamValidationError
 
 from batchops.s3fast import LeanS3Client
-from batchops.s3fast.multiplex import Multiplexer
+from batchops.s3fast.multiplex import Batch, Multiplexer
+from batchops.s3fast.steps import Sleep, Steps
 from tests.integration.s3fast.conftest import LEAN_AGENT, boto3_client, compare
 from tests.integration.s3fast.test_equivalence import COPY_RESULT, copy
 from tests.scripted_http import Answer, ScriptedServer, response, s3_error, xml
@@ -293,3 +295,91 @@ def test_wrapping_twice_wraps_once(server: ScriptedServer) -> None:
 
     lean = lean_s3_client(boto3_client(server.url))
     assert lean_s3_client(lean) is lean
+
+
+def _sleeper(name: str, seconds: float, running: list[int], most: list[int]) -> Steps[str]:
+    running[0] += 1
+    most[0] = max(most[0], running[0])
+    yield Sleep(seconds)
+    running[0] -= 1
+    return name
+
+
+def test_batches_share_one_window_that_stays_full_across_their_ends() -> None:
+    # GIVEN three batches of tasks, the first ending with a slow one, two in flight at most
+    running, most = [0], [0]
+
+    def batch(*tasks: tuple[str, float]) -> Batch:
+        return Batch([partial(_sleeper, name, s, running, most) for name, s in tasks], lambda: False)
+
+    first = batch(("a0", 0.01), ("a1", 0.3))
+    rest = iter([batch(("b0", 0.01), ("b1", 0.01), ("b2", 0.01)), batch()])
+    asked_while: list[int] = []
+    finished: list[list[str]] = []
+
+    def following() -> Batch | None:
+        asked_while.append(running[0])
+        return next(rest, None)
+
+    # WHEN they run
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mux = Multiplexer(pool)
+        try:
+            mux.run_batches(first, 2, following, lambda b: finished.append(b.results))
+        finally:
+            mux.close()
+    # THEN the second ran in the first's slow tail (and finished first), never more than two at
+    # once, each batch's results in order; the next batch was asked for as a slot freed up, and
+    # no more once one said there was none
+    assert finished == [["b0", "b1", "b2"], [], ["a0", "a1"]]
+    assert most[0] == 2
+    assert asked_while == [1, 1, 1]
+
+
+def test_a_task_that_raises_stops_the_asking_and_its_batch_says_so() -> None:
+    # GIVEN a batch whose second task raises, and more batches to follow
+    def fails() -> Steps[str]:
+        yield Sleep(0.01)
+        raise ValueError("a bug")
+
+    running, most = [0], [0]
+    first = Batch([partial(_sleeper, "a0", 0.05, running, most), fails, fails], lambda: False)
+    asked: list[bool] = []
+    finished: list[Batch] = []
+
+    def following() -> Batch | None:
+        asked.append(True)
+        return Batch([partial(_sleeper, "b0", 0.01, running, most)], lambda: False)
+
+    # WHEN it runs, two at a time
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mux = Multiplexer(pool)
+        try:
+            mux.run_batches(first, 2, following, finished.append)
+        finally:
+            mux.close()
+    # THEN the task started before the error finished, nothing else started, and the batch is
+    # handed over with its error
+    assert finished == [first] and asked == []
+    assert first.results[0] == "a0" and isinstance(first.error, ValueError)
+    assert len(first.results) == 2
+
+
+def test_an_error_from_following_is_raised_once_the_running_tasks_are_through() -> None:
+    # GIVEN a batch, and a following that fails
+    running, most = [0], [0]
+    first = Batch([partial(_sleeper, f"a{n}", 0.02, running, most) for n in range(3)], lambda: False)
+    finished: list[Batch] = []
+
+    def following() -> Batch | None:
+        raise OSError("the ledger did not answer")
+
+    # WHEN they run, then THEN the error is raised after the first batch was through and handed over
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mux = Multiplexer(pool)
+        try:
+            with pytest.raises(OSError, match="ledger"):
+                mux.run_batches(first, 2, following, finished.append)
+        finally:
+            mux.close()
+    assert finished == [first] and first.results == ["a0", "a1", "a2"] and running[0] == 0

@@ -2,10 +2,12 @@
 
 Each worker loops over the kinds of work in order of urgency: finish jobs that are ending (a
 long report in steps of ``finalize_step_seconds``, each ending with a checkpoint the next step
-goes on from), prepare new jobs, start ready ones, run the highest-priority chunk it can lease, and settle
-active jobs whose chunks are all accounted for. Leases make it safe to run several processes
-on one store, and to restart: a chunk held by a dead worker is taken again when its lease
-expires, and jobs left Preparing by a process that is gone are prepared again at start.
+goes on from), prepare new jobs, start ready ones, run the highest-priority chunk it can lease,
+and settle active jobs whose chunks are all accounted for. A worker whose chunk starts its last
+task leases its next chunk then (``_next_chunk``), so that its window of tasks in flight stays
+full. Leases make it safe to run several processes on one store, and to restart: a chunk held
+by a dead worker is taken again when its lease expires, and jobs left Preparing by a process
+that is gone are prepared again at start.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from batchops.jobs.errors import JobStoreUnavailableError
 from batchops.jobs.model import Job
 from batchops.jobs.status import JobStatus, is_terminal
 from batchops.manifest.tasks import ManifestError
-from batchops.store.base import StoreError, WorkerLedger
+from batchops.store.base import ChunkClaim, StoreError, WorkerLedger
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ class EmbeddedDispatcher:
             return True
         claim = ledger.claim_chunk(worker, now, engine.settings.lease_seconds)
         if claim is not None:
-            engine.run_chunk(claim, worker)
+            engine.run_chunk(claim, worker, following=partial(self._next_chunk, worker))
             return True
         for appid, job_id in ledger.jobs_in_status(frozenset({JobStatus.ACTIVE.value}), _BATCH):
             before = engine.service.get(appid, job_id).status
@@ -147,6 +149,35 @@ class EmbeddedDispatcher:
             if self._exclusively(job_id, partial(self._prepare, appid, job_id)):
                 return True
         return False
+
+    def _next_chunk(self, worker: str) -> ChunkClaim | None:
+        """The chunk a worker goes on with as its chunk starts its last task, leased; None when
+        there is none, or other work should come first (the worker stopping, a job to finish,
+        prepare or start: ``step`` does those before chunks)."""
+        ledger, engine = self.ledger, self.engine
+        now = engine.clock()
+        if self._stop.is_set() or (self._lead and self._lead_work_waiting(now)):
+            return None
+        if ledger.jobs_in_status(frozenset({JobStatus.READY.value}), 1):
+            return None
+        return ledger.claim_chunk(worker, now, engine.settings.lease_seconds)
+
+    def _lead_work_waiting(self, now: float) -> bool:
+        """Whether ``_lead_step`` has work for this process now (it would find a job to finish or
+        prepare that no thread here is working on)."""
+        ledger = self.ledger
+
+        def free(job_id: str) -> bool:
+            with self._lock:
+                busy = job_id in self._busy_jobs
+            return not busy and self._retry_after.get(job_id, 0.0) <= now
+
+        if any(
+            free(job_id) and ledger.busy_chunks(job_id, now) == 0
+            for _, job_id in ledger.jobs_in_status(_ENDING, _BATCH)
+        ):
+            return True
+        return any(free(job_id) for _, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH))
 
     def _finalize(self, appid: str, job_id: str, worker: str) -> None:
         # A step that stops at its deadline leaves the job ending, with its checkpoint: the next

@@ -7,7 +7,8 @@
   manifest that cannot be read fails the job with a FailureReasons entry saying why.
 - ``run_chunk``: run a leased chunk's tasks from where its segments stop; record the outcomes as
   one segment (exactly once, whatever the redelivery); then ``settle`` the job: Completing when
-  every task is accounted for, Failing past the failure threshold.
+  every task is accounted for, Failing past the failure threshold. Given ``following`` (the
+  embedded worker's next lease), the next chunks start in the same window as one ends.
 - ``finalize``: write the report from the segments, then Complete, Failed or Cancelled. A report
   too long for one invocation is written in steps: past its deadline a finalize completes the
   results files it has open, stores a checkpoint (the next segment, the counts so far, the files
@@ -34,7 +35,7 @@ from batchops.engine.finalized import Finalized
 from batchops.engine.job_clients import JobClients, JobRoleError, LeanClients, SharedClients
 from batchops.engine.outcomes import encode_outcomes, write_report_rows
 from batchops.engine.settings import EngineSettings
-from batchops.engine.tasks import run_tasks
+from batchops.engine.tasks import batch_outcomes, run_batches, run_tasks, task_batch
 from batchops.engine.throttle import PrefixThrottle
 from batchops.jobs.errors import JobStateError, JobStoreUnavailableError, NoSuchJobError
 from batchops.jobs.model import Job, JobFailure, ManifestFormat
@@ -73,6 +74,9 @@ from batchops.store.base import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+
+    from batchops.ops.outcome import TaskOutcome
+    from batchops.s3fast.multiplex import Batch
 
 log = logging.getLogger(__name__)
 
@@ -279,45 +283,125 @@ class Engine:
         with contextlib.suppress(JobStateError, NoSuchJobError):
             self.service.transition(appid, job_id, JobStatus.ACTIVE, reason="Running")
 
-    def run_chunk(self, claim: ChunkClaim, worker: str, deadline: float | None = None) -> Segment | None:
-        """Run a leased chunk from ``claim.start``; return the segment that stands for that start."""
+    def run_chunk(
+        self,
+        claim: ChunkClaim,
+        worker: str,
+        deadline: float | None = None,
+        *,
+        following: Callable[[], ChunkClaim | None] | None = None,
+    ) -> Segment | None:
+        """Run a leased chunk from ``claim.start``; return the segment that stands for that start.
+
+        With ``following``, the worker's next leased chunk (None: no more now), the chunks it
+        gives run on after this one, each asked for as the one before starts its last task: their
+        copies and restores share one window of ``task_concurrency`` in flight, which stays full
+        across the chunks' ends instead of draining at each. Each chunk is recorded, released and
+        its job settled as its own last task ends, just as alone."""
+        run = self._begin_chunk(claim, worker, deadline)
+        if run is None:
+            return None
+        if following is None:
+            return self._run_alone(run)
+        return self._run_on(run, worker, deadline, following)
+
+    def _begin_chunk(self, claim: ChunkClaim, worker: str, deadline: float | None) -> _ChunkRun | None:
+        """The chunk's run, its lease kept alive from now on; None (the chunk released) when its
+        job is not Active."""
         job = self.service.get(claim.appid, claim.job_id)
         if job.status is not JobStatus.ACTIVE:
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
             return None
-        tasks = decode_chunk(claim.chunk.payload)
-        heartbeat = _Heartbeat(self, claim, worker)
-        stop = _StopCheck(self, claim, heartbeat, deadline, job.chunk_count)
-        heartbeat.start()
         try:
-            outcomes = run_tasks(
-                self.clients.s3_for(job),
-                job.spec.operation,
-                tasks[claim.start :],
+            s3 = self.clients.s3_for(job)
+        except BaseException:
+            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
+            raise
+        return _ChunkRun(self, claim, worker, job, s3, deadline)
+
+    def _run_alone(self, run: _ChunkRun) -> Segment | None:
+        try:
+            standing = run.record(
+                run_tasks(
+                    run.s3,
+                    run.job.spec.operation,
+                    run.tasks,
+                    settings=self.settings,
+                    pool=self._pool,
+                    should_stop=run.stop,
+                    throttle=self._throttle,
+                )
+            )
+        finally:
+            run.close()
+        self.settle(run.claim.appid, run.claim.job_id)
+        return standing
+
+    def _run_on(
+        self,
+        first: _ChunkRun,
+        worker: str,
+        deadline: float | None,
+        following: Callable[[], ChunkClaim | None],
+    ) -> Segment | None:
+        """``first``, then the chunks ``following`` leases, multiplexed in one window; a chunk that
+        does not run multiplexed (deletes, a boto3 client) runs alone, after the window is done."""
+        runs: dict[int, _ChunkRun] = {}
+        errors: list[BaseException] = []
+        standing: list[Segment | None] = []
+        after: list[_ChunkRun] = []
+
+        def batch_of(run: _ChunkRun) -> Batch | None:
+            batch = task_batch(
+                run.s3,
+                run.job.spec.operation,
+                run.tasks,
                 settings=self.settings,
-                pool=self._pool,
-                should_stop=stop,
+                should_stop=run.stop,
                 throttle=self._throttle,
             )
-            standing = None
-            if outcomes:
-                succeeded = sum(o.succeeded for o in outcomes)
-                standing = self.ledger.record_segment(
-                    claim.job_id,
-                    Segment(
-                        index=claim.chunk.index,
-                        start=claim.start,
-                        end=claim.start + len(outcomes),
-                        succeeded=succeeded,
-                        failed=len(outcomes) - succeeded,
-                        results=encode_outcomes(outcomes),
-                    ),
-                )
+            if batch is not None:
+                runs[id(batch)] = run
+            return batch
+
+        def next_batch() -> Batch | None:
+            while not after and (claim := following()) is not None:
+                run = self._begin_chunk(claim, worker, deadline)
+                if run is None:
+                    continue
+                batch = batch_of(run)
+                if batch is not None:
+                    return batch
+                after.append(run)
+            return None
+
+        def finished(batch: Batch) -> None:
+            run = runs[id(batch)]
+            try:
+                segment = run.record(batch_outcomes(batch))
+                if run is first:
+                    standing.append(segment)
+            except Exception as exc:  # raised once the chunks running with it are through
+                errors.append(exc)
+            finally:
+                run.close()
+            self.settle(run.claim.appid, run.claim.job_id)
+
+        try:
+            batch = batch_of(first)
+            if batch is None:
+                return self._run_alone(first)
+            run_batches(
+                batch, settings=self.settings, pool=self._pool, following=next_batch, finished=finished
+            )
         finally:
-            heartbeat.stop()
-            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
-        self.settle(claim.appid, claim.job_id)
-        return standing
+            for run in runs.values():
+                run.close()  # those a failure left unrecorded: their leases go back now
+        for run in after:
+            self._run_alone(run)
+        if errors:
+            raise errors[0]
+        return standing[0] if standing else None
 
     def settle(self, appid: str, job_id: str) -> None:
         """Move an Active job on when its counts say so: all tasks done, or too many failed."""
@@ -659,6 +743,50 @@ class _FinalizeClaim:
                 self._lost.set()
                 return
             self._until = now + self.length
+
+
+class _ChunkRun:
+    """A leased chunk being run: its tasks from the claim's start, its lease kept alive, its stop
+    check; ``record`` its outcomes as a segment, then ``close`` it (the lease released)."""
+
+    def __init__(  # noqa: PLR0917 - the run's parts, each its own
+        self, engine: Engine, claim: ChunkClaim, worker: str, job: Job, s3: S3Client, deadline: float | None
+    ) -> None:
+        self.engine = engine
+        self.claim = claim
+        self.worker = worker
+        self.job = job
+        self.tasks = decode_chunk(claim.chunk.payload)[claim.start :]
+        self.s3 = s3
+        self.heartbeat = _Heartbeat(engine, claim, worker)
+        self.stop = _StopCheck(engine, claim, self.heartbeat, deadline, job.chunk_count)
+        self._closed = False
+        self.heartbeat.start()
+
+    def record(self, outcomes: list[TaskOutcome]) -> Segment | None:
+        """Record the outcomes (a prefix of the tasks) as one segment; the one that stands."""
+        if not outcomes:
+            return None
+        claim = self.claim
+        succeeded = sum(o.succeeded for o in outcomes)
+        return self.engine.ledger.record_segment(
+            claim.job_id,
+            Segment(
+                index=claim.chunk.index,
+                start=claim.start,
+                end=claim.start + len(outcomes),
+                succeeded=succeeded,
+                failed=len(outcomes) - succeeded,
+                results=encode_outcomes(outcomes),
+            ),
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.heartbeat.stop()
+        self.engine.ledger.release_chunk(self.claim.job_id, self.claim.chunk.index, self.worker)
 
 
 class _Heartbeat:

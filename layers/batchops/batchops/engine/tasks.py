@@ -31,7 +31,7 @@ from batchops.ops.delete import MAX_KEYS_PER_REQUEST, delete_tasks
 from batchops.ops.outcome import TaskOutcome, failure
 from batchops.ops.restore import restore_task, restore_task_steps
 from batchops.s3fast.client import multiplexable
-from batchops.s3fast.multiplex import Multiplexer
+from batchops.s3fast.multiplex import Batch, Multiplexer
 from batchops.s3fast.steps import Sleep, Steps
 
 if TYPE_CHECKING:
@@ -80,8 +80,10 @@ def run_tasks(
 
     if not tasks:
         return []
-    if multiplexable(s3):
-        return _run_multiplexed(s3, op, target_bucket, tasks, settings, pool, should_stop, throttle)
+    batch = task_batch(s3, op, tasks, settings=settings, should_stop=should_stop, throttle=throttle)
+    if batch is not None:
+        run_batches(batch, settings=settings, pool=pool)
+        return batch_outcomes(batch)
     results: list[TaskOutcome | None] = [None] * len(tasks)
     cursor = _Cursor(len(tasks), should_stop)
 
@@ -126,18 +128,21 @@ class _Cursor:
             self.stopped = True
 
 
-def _run_multiplexed(  # noqa: PLR0917 - run_tasks's arguments, passed on
+def task_batch(
     s3: S3Client,
     op: Operation,
-    target_bucket: str | None,
     tasks: Sequence[ManifestTask],
+    *,
     settings: EngineSettings,
-    pool: ThreadPoolExecutor,
     should_stop: ShouldStop,
     throttle: PrefixThrottle,
-) -> list[TaskOutcome]:
-    """``run_tasks`` on this thread: every task's requests multiplexed on non-blocking sockets
-    (``s3fast.multiplex``), what must block (boto3's calls, multipart copies) on ``pool``."""
+) -> Batch | None:
+    """``tasks`` as a batch their steps are multiplexed in (``run_batches``): every task's
+    requests on non-blocking sockets, on one thread, what must block (boto3's calls, multipart
+    copies) on a pool. None when they do not run that way (deletes, or a boto3 client)."""
+    if isinstance(op, DeleteObject) or not multiplexable(s3):
+        return None
+    target_bucket = parse_bucket(op.target_resource).bucket if isinstance(op, PutObjectCopy) else None
 
     def one(task: ManifestTask) -> Steps[TaskOutcome]:
         where = _written_prefix(op, target_bucket, task)
@@ -157,15 +162,34 @@ def _run_multiplexed(  # noqa: PLR0917 - run_tasks's arguments, passed on
             yield Sleep(backoff)
             retry += 1
 
+    return Batch([partial(one, task) for task in tasks], should_stop)
+
+
+def run_batches(
+    first: Batch,
+    *,
+    settings: EngineSettings,
+    pool: ThreadPoolExecutor,
+    following: Callable[[], Batch | None] | None = None,
+    finished: Callable[[Batch], None] | None = None,
+) -> None:
+    """Run ``first``, then the batches ``following`` gives, ``task_concurrency`` tasks in flight
+    in all, on this thread (``Multiplexer.run_batches``): the next batch starts as the one before
+    it starts its last task, so the window does not drain at each batch's end."""
     mux = Multiplexer(pool)
     try:
-        results, stopped = mux.run(
-            [partial(one, task) for task in tasks], settings.task_concurrency, should_stop
-        )
+        mux.run_batches(first, settings.task_concurrency, following, finished)
     finally:
         mux.close()
-    outcomes = cast("list[TaskOutcome]", results)
-    return _cut_at_first_transient(outcomes) if stopped or should_stop() else outcomes
+
+
+def batch_outcomes(batch: Batch) -> list[TaskOutcome]:
+    """The outcomes of a batch that ran, as ``run_tasks`` gives them (the exception a task raised
+    is raised here)."""
+    if batch.error is not None:
+        raise batch.error
+    outcomes = cast("list[TaskOutcome]", batch.results)
+    return _cut_at_first_transient(outcomes) if batch.stopped or batch.should_stop() else outcomes
 
 
 def _one_steps(

@@ -91,10 +91,33 @@ class BufferReader:
         return chunk
 
 
-class _Task:
-    __slots__ = ("index", "steps")
+class Batch:
+    """Tasks a ``Multiplexer`` runs in order (each ``starts`` entry makes one task's steps),
+    asking ``should_stop`` before it starts each: what ran is a prefix of ``starts``."""
 
-    def __init__(self, index: int, steps: Steps[Any]) -> None:
+    def __init__(self, starts: Sequence[Callable[[], Steps[Any]]], should_stop: Callable[[], bool]) -> None:
+        self.starts = starts
+        self.should_stop = should_stop
+        self.results: list[Any] = []
+        """The results of the tasks started, in order."""
+        self.stopped = False
+        """``should_stop`` said stop."""
+        self.error: BaseException | None = None
+        """The first exception a task (or ``should_stop``) raised: no other task was started after it."""
+        self.running = 0
+        self.reported = False
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more of it will start."""
+        return self.stopped or self.error is not None or len(self.results) >= len(self.starts)
+
+
+class _Task:
+    __slots__ = ("batch", "index", "steps")
+
+    def __init__(self, batch: Batch, index: int, steps: Steps[Any]) -> None:
+        self.batch = batch
         self.index = index
         self.steps = steps
 
@@ -271,9 +294,12 @@ class Multiplexer:
         self._lock = threading.Lock()
         self.exchanges: set[_Exchange] = set()
         self._runnable: deque[tuple[_Task, Any, BaseException | None]] = deque()
-        self._results: list[Any] = []
         self._in_flight = 0
-        self._error: BaseException | None = None
+        self._limit = 0
+        self._current: Batch | None = None
+        self._following: Callable[[], Batch | None] | None = None
+        self._finished_batch: Callable[[Batch], None] | None = None
+        self._fatal: BaseException | None = None
 
     def close(self) -> None:
         self.selector.close()
@@ -286,33 +312,90 @@ class Multiplexer:
         """(The results of the tasks started, in order: a prefix of ``starts``; whether
         ``should_stop`` said stop). Tasks started always finish; the first exception a task
         raises stops the starting of others and is raised once those running have finished."""
-        self._results = []
-        stopped = False
-        started = 0
-        while True:
-            while not stopped and self._error is None and self._in_flight < limit and started < len(starts):
-                try:
-                    stopped = should_stop()
-                except BaseException as exc:  # raised once those running are done
-                    self._error = exc
-                    break
-                if stopped:
-                    break
-                task = _Task(started, starts[started]())
-                self._results.append(_NOTHING)
-                started += 1
-                self._in_flight += 1
-                self.resume(task, None, None)
-                self._drain()
-            if self._in_flight == 0:
-                break
+        batch = Batch(starts, should_stop)
+        self.run_batches(batch, limit)
+        if batch.error is not None:
+            raise batch.error
+        return batch.results, batch.stopped
+
+    def run_batches(
+        self,
+        first: Batch,
+        limit: int,
+        following: Callable[[], Batch | None] | None = None,
+        finished: Callable[[Batch], None] | None = None,
+    ) -> None:
+        """Run ``first``, then what ``following`` gives, at most ``limit`` tasks at once in all.
+
+        ``following`` is asked for the next batch as soon as the one before has started all it
+        will (and a slot is free), so the window stays full across batches; it is not asked
+        again once it gave None, nor after a task raised. ``finished`` is called with each batch,
+        on this thread, once its last task is done (its ``error`` set if one raised). An
+        exception from ``following`` or ``finished`` stops all starting and is raised once the
+        tasks running have finished."""
+        self._limit = limit
+        self._current = first
+        self._following = following
+        self._finished_batch = finished
+        self._fatal = None
+        self._fill()
+        self._drain()
+        while self._in_flight:
             self._wait()
             self._drain()
-        if self._error is not None:
-            raise self._error
-        return self._results, stopped
+        self._current = None
+        if self._fatal is not None:
+            raise self._fatal
 
     # --- driving tasks ----------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        """Start tasks while a slot is free and a batch has more to start."""
+        while self._in_flight < self._limit and self._fatal is None:
+            batch = self._current
+            if batch is None:
+                return
+            if batch.exhausted:
+                self._current = self._next_batch()
+                self._settle(batch)
+                continue
+            try:
+                batch.stopped = batch.should_stop()
+            except BaseException as exc:  # raised once those running are done
+                batch.error = exc
+                self._following = None
+            if batch.stopped or batch.error is not None:
+                continue
+            task = _Task(batch, len(batch.results), batch.starts[len(batch.results)]())
+            batch.results.append(_NOTHING)
+            batch.running += 1
+            self._in_flight += 1
+            self.resume(task, None, None)
+
+    def _next_batch(self) -> Batch | None:
+        following, self._following = self._following, None
+        if following is None or self._fatal is not None:
+            return None
+        try:
+            batch = following()
+        except BaseException as exc:
+            self._fatal = exc
+            return None
+        if batch is not None:
+            self._following = following
+        return batch
+
+    def _settle(self, batch: Batch) -> None:
+        """Hand a batch that is through to ``finished`` (once)."""
+        if batch.reported or batch.running or not batch.exhausted or batch is self._current:
+            return
+        batch.reported = True
+        if self._finished_batch is not None:
+            try:
+                self._finished_batch(batch)
+            except BaseException as exc:
+                if self._fatal is None:
+                    self._fatal = exc
 
     def resume(self, task: _Task, value: Any, error: BaseException | None) -> None:
         self._runnable.append((task, value, error))
@@ -326,13 +409,14 @@ class Multiplexer:
         try:
             step: Step = task.steps.send(value) if error is None else task.steps.throw(error)
         except StopIteration as done:
-            self._results[task.index] = done.value
-            self._in_flight -= 1
+            task.batch.results[task.index] = done.value
+            self._task_done(task.batch)
             return
         except BaseException as exc:
-            if self._error is None:
-                self._error = exc
-            self._in_flight -= 1
+            if task.batch.error is None:
+                task.batch.error = exc
+            self._following = None  # a bug, not an S3 failure: no more batches are started
+            self._task_done(task.batch)
             return
         if isinstance(step, Send):
             _Exchange(self, task, step).start()
@@ -342,6 +426,14 @@ class Multiplexer:
             self.in_thread(step.call, lambda result, exc: self.resume(task, result, exc))
         else:  # pragma: no cover - every step kind is above
             self.resume(task, None, TypeError(f"not a step: {step!r}"))
+
+    def _task_done(self, batch: Batch) -> None:
+        # The freed slot is taken at once, before other answers are read: the next request
+        # goes out one task's processing after this answer came in, not one burst's.
+        batch.running -= 1
+        self._in_flight -= 1
+        self._settle(batch)
+        self._fill()
 
     def later(self, seconds: float, then: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._order), then))
