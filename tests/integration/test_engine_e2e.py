@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
+import pytest
 from lxml import etree
 
 from tests.conftest import new_bucket
@@ -524,6 +525,52 @@ def test_a_job_created_while_a_worker_goes_from_chunk_to_chunk_is_prepared_betwe
     svc.wait(second, "Complete")
     last_of_first = max(t for key, t in began if key in ("k0", "k1", "k2", "k3"))
     assert prepared < last_of_first
+
+
+def test_chunks_begun_in_a_window_that_fails_are_all_released(
+    make_service: Callable[..., Service],
+) -> None:
+    from functools import partial
+
+    from batchops.settings import DEFAULT_APPID
+    from batchops.store.base import StoreError
+
+    # GIVEN an active copy job of high priority and an active delete job of low, a chunk each
+    svc = make_service(
+        engine_settings(chunk_max_tasks=4, workers=1, task_concurrency=4), workers_started=False
+    )
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for n in range(4):
+        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    etag = put_manifest(svc.s3, src, "c.csv", csv_manifest([(src, f"k{n}") for n in range(4)]))
+    copy_id = svc.create(request(src, "c.csv", etag, copy, src, token="c", priority=100))
+    etag = put_manifest(svc.s3, src, "d.csv", csv_manifest([(src, f"d{n}") for n in range(4)]))
+    delete_id = svc.create(request(src, "d.csv", etag, "<COSDeleteObject/>", src, token="d", priority=1))
+    dispatcher = svc.dispatcher
+    engine = dispatcher.engine
+    for job_id in (copy_id, delete_id):
+        engine.prepare(DEFAULT_APPID, job_id)
+        engine.activate(DEFAULT_APPID, job_id)
+    # AND the job store does not answer when the copy job is settled
+    settle = engine.settle
+
+    def failing_settle(appid: str, job_id: str) -> None:
+        if job_id == copy_id:
+            raise StoreError("the job store did not answer")
+        settle(appid, job_id)
+
+    engine.settle = failing_settle  # type: ignore[method-assign]
+    # WHEN a worker runs the copy chunk, leasing the delete chunk (to run after) as the copy
+    # chunk starts its last task
+    claim = svc.store.claim_chunk("w", time.time(), 60)
+    assert claim is not None and claim.job_id == copy_id
+    with pytest.raises(StoreError):
+        engine.run_chunk(claim, "w", following=partial(dispatcher._next_chunk, "w"))
+    # THEN the error is raised and no chunk is left leased, no lease kept alive
+    assert [t for t in threading.enumerate() if t.name == "batchops-lease"] == []
+    assert svc.store.busy_chunks(delete_id, time.time()) == 0
+    assert svc.store.busy_chunks(copy_id, time.time()) == 0
 
 
 def test_a_report_is_written_in_steps_the_workers_pick_up_one_after_another(

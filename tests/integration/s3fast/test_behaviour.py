@@ -383,3 +383,29 @@ def test_an_error_from_following_is_raised_once_the_running_tasks_are_through() 
         finally:
             mux.close()
     assert finished == [first] and first.results == ["a0", "a1", "a2"] and running[0] == 0
+
+
+def test_the_batch_at_hand_is_still_handed_over_when_finished_fails() -> None:
+    # GIVEN two batches, handing over the first fails
+    running, most = [0], [0]
+    first = Batch([partial(_sleeper, "a0", 0.02, running, most)], lambda: False)
+    second = Batch([partial(_sleeper, f"b{n}", 0.05, running, most) for n in range(3)], lambda: False)
+    rest = iter([second])
+    handed: list[Batch] = []
+
+    def finished(batch: Batch) -> None:
+        handed.append(batch)
+        if batch is first:
+            raise RuntimeError("the ledger did not answer")
+
+    # WHEN they run, then THEN the failure is raised once the second's started tasks are done,
+    # and the second is handed over too, stopped where it was
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mux = Multiplexer(pool)
+        try:
+            with pytest.raises(RuntimeError, match="ledger"):
+                mux.run_batches(first, 2, lambda: next(rest, None), finished)
+        finally:
+            mux.close()
+    assert handed == [first, second]
+    assert second.stopped and second.results == ["b0"] and running[0] == 0

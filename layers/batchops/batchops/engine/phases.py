@@ -307,16 +307,17 @@ class Engine:
 
     def _begin_chunk(self, claim: ChunkClaim, worker: str, deadline: float | None) -> _ChunkRun | None:
         """The chunk's run, its lease kept alive from now on; None (the chunk released) when its
-        job is not Active."""
-        job = self.service.get(claim.appid, claim.job_id)
-        if job.status is not JobStatus.ACTIVE:
-            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
-            return None
+        job is not Active. A failure to begin releases the chunk too."""
         try:
-            s3 = self.clients.s3_for(job)
+            job = self.service.get(claim.appid, claim.job_id)
+            active = job.status is JobStatus.ACTIVE
+            s3 = self.clients.s3_for(job) if active else None
         except BaseException:
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
             raise
+        if s3 is None:
+            self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
+            return None
         return _ChunkRun(self, claim, worker, job, s3, deadline)
 
     def _run_alone(self, run: _ChunkRun) -> Segment | None:
@@ -345,9 +346,12 @@ class Engine:
         following: Callable[[], ChunkClaim | None],
     ) -> Segment | None:
         """``first``, then the chunks ``following`` leases, multiplexed in one window; a chunk that
-        does not run multiplexed (deletes, a boto3 client) runs alone, after the window is done."""
+        does not run multiplexed (deletes, a boto3 client) runs alone, after the window is done.
+        The first error (recording a chunk, settling its job) ends the leasing; it is raised once
+        the chunks running are through, every chunk begun closed whatever happens."""
+        begun = [first]
         runs: dict[int, _ChunkRun] = {}
-        errors: list[BaseException] = []
+        errors: list[Exception] = []
         standing: list[Segment | None] = []
         after: list[_ChunkRun] = []
 
@@ -365,10 +369,11 @@ class Engine:
             return batch
 
         def next_batch() -> Batch | None:
-            while not after and (claim := following()) is not None:
+            while not after and not errors and (claim := following()) is not None:
                 run = self._begin_chunk(claim, worker, deadline)
                 if run is None:
                     continue
+                begun.append(run)
                 batch = batch_of(run)
                 if batch is not None:
                     return batch
@@ -378,14 +383,15 @@ class Engine:
         def finished(batch: Batch) -> None:
             run = runs[id(batch)]
             try:
-                segment = run.record(batch_outcomes(batch))
+                try:
+                    segment = run.record(batch_outcomes(batch))
+                finally:
+                    run.close()
                 if run is first:
                     standing.append(segment)
+                self.settle(run.claim.appid, run.claim.job_id)
             except Exception as exc:  # raised once the chunks running with it are through
                 errors.append(exc)
-            finally:
-                run.close()
-            self.settle(run.claim.appid, run.claim.job_id)
 
         try:
             batch = batch_of(first)
@@ -394,11 +400,15 @@ class Engine:
             run_batches(
                 batch, settings=self.settings, pool=self._pool, following=next_batch, finished=finished
             )
+            for run in after:
+                if not errors:
+                    self._run_alone(run)
         finally:
-            for run in runs.values():
-                run.close()  # those a failure left unrecorded: their leases go back now
-        for run in after:
-            self._run_alone(run)
+            for run in begun:
+                try:
+                    run.close()  # those an error left unrecorded: their leases go back now
+                except Exception:
+                    log.warning("chunk %s/%s: lease not released", run.claim.job_id, run.claim.chunk.index)
         if errors:
             raise errors[0]
         return standing[0] if standing else None

@@ -300,6 +300,7 @@ class Multiplexer:
         self._following: Callable[[], Batch | None] | None = None
         self._finished_batch: Callable[[Batch], None] | None = None
         self._fatal: BaseException | None = None
+        self._filling = False
 
     def close(self) -> None:
         self.selector.close()
@@ -332,32 +333,47 @@ class Multiplexer:
         again once it gave None, nor after a task raised. ``finished`` is called with each batch,
         on this thread, once its last task is done (its ``error`` set if one raised). An
         exception from ``following`` or ``finished`` stops all starting and is raised once the
-        tasks running have finished."""
+        tasks running have finished (the batch then at hand is handed to ``finished`` first, as
+        stopped)."""
         self._limit = limit
         self._current = first
         self._following = following
         self._finished_batch = finished
         self._fatal = None
         self._fill()
-        self._drain()
         while self._in_flight:
             self._wait()
             self._drain()
-        self._current = None
+        current, self._current = self._current, None
+        if current is not None:  # left current by an error from following or finished
+            if not current.exhausted:
+                current.stopped = True
+            self._settle(current)
         if self._fatal is not None:
             raise self._fatal
 
     # --- driving tasks ----------------------------------------------------------------------------
 
     def _fill(self) -> None:
-        """Start tasks while a slot is free and a batch has more to start."""
+        """Start tasks while a slot is free and a batch has more to start, each taken to its
+        first request before the next starts (as ``should_stop`` and an error expect)."""
+        if self._filling:
+            return  # a task this loop started ended at once: the loop goes on from there
+        self._filling = True
+        try:
+            self._fill_slots()
+        finally:
+            self._filling = False
+
+    def _fill_slots(self) -> None:
         while self._in_flight < self._limit and self._fatal is None:
             batch = self._current
             if batch is None:
                 return
             if batch.exhausted:
+                self._current = None
+                self._settle(batch)  # (when its last task is already done)
                 self._current = self._next_batch()
-                self._settle(batch)
                 continue
             try:
                 batch.stopped = batch.should_stop()
@@ -371,6 +387,7 @@ class Multiplexer:
             batch.running += 1
             self._in_flight += 1
             self.resume(task, None, None)
+            self._drain()
 
     def _next_batch(self) -> Batch | None:
         following, self._following = self._following, None
