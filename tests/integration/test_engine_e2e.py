@@ -273,11 +273,8 @@ def test_higher_priority_jobs_run_first(make_service: Callable[..., Service]) ->
 def test_duplicate_and_concurrent_chunk_delivery_count_once(make_service: Callable[..., Service]) -> None:
     # GIVEN a prepared, active job of one chunk
     svc = make_service(engine_settings(chunk_max_tasks=50), workers_started=False)
-    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
-    for n in range(30):
-        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
+    src, copy = _objects_to_copy(svc, [f"k{n}" for n in range(30)])
     etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n}") for n in range(30)]))
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
     job_id = svc.create(request(src, "m.csv", etag, copy, src))
     engine = svc.dispatcher.engine
     engine.prepare("1250000000", job_id)
@@ -422,11 +419,8 @@ def test_until_idle_runs_chunks_on_every_worker_and_stops_when_all_is_done(
     svc = make_service(
         engine_settings(chunk_max_tasks=3, workers=2, task_concurrency=1), workers_started=False
     )
-    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
-    for n in range(12):
-        svc.s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
+    src, copy = _objects_to_copy(svc, [f"k{n:02d}" for n in range(12)])
     etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n:02d}") for n in range(12)]))
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
     job_id = svc.create(request(src, "m.csv", etag, copy, src))
     in_flight, most = [0], [0]
     lock = threading.Lock()
@@ -459,11 +453,8 @@ def test_a_worker_goes_on_with_its_next_chunk_while_the_last_tasks_of_one_run(
     svc = make_service(
         engine_settings(chunk_max_tasks=4, workers=1, task_concurrency=4), workers_started=False
     )
-    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
-    for n in range(12):
-        svc.s3.put_object(Bucket=src, Key=f"k{n:02d}", Body=b"x")
+    src, copy = _objects_to_copy(svc, [f"k{n:02d}" for n in range(12)])
     etag = put_manifest(svc.s3, src, "m.csv", csv_manifest([(src, f"k{n:02d}") for n in range(12)]))
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
     job_id = svc.create(request(src, "m.csv", etag, copy, src))
     seen: dict[str, tuple[float, float]] = {}
     lock = threading.Lock()
@@ -495,10 +486,7 @@ def test_a_job_created_while_a_worker_goes_from_chunk_to_chunk_is_prepared_betwe
 ) -> None:
     # GIVEN one worker of one task in flight running a job of four one-copy chunks, slow copies
     svc = make_service(engine_settings(chunk_max_tasks=1, workers=1, task_concurrency=1))
-    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
-    for n in range(5):
-        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    src, copy = _objects_to_copy(svc, [f"k{n}" for n in range(5)])
     began: list[tuple[str, float]] = []
     first_copy = threading.Event()
 
@@ -539,10 +527,7 @@ def test_chunks_begun_in_a_window_that_fails_are_all_released(
     svc = make_service(
         engine_settings(chunk_max_tasks=4, workers=1, task_concurrency=4), workers_started=False
     )
-    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
-    for n in range(4):
-        svc.s3.put_object(Bucket=src, Key=f"k{n}", Body=b"x")
-    copy = f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
+    src, copy = _objects_to_copy(svc, [f"k{n}" for n in range(4)])
     etag = put_manifest(svc.s3, src, "c.csv", csv_manifest([(src, f"k{n}") for n in range(4)]))
     copy_id = svc.create(request(src, "c.csv", etag, copy, src, token="c", priority=100))
     etag = put_manifest(svc.s3, src, "d.csv", csv_manifest([(src, f"d{n}") for n in range(4)]))
@@ -597,3 +582,11 @@ def test_a_report_is_written_in_steps_the_workers_pick_up_one_after_another(
     assert [unquote_plus(row[1]) for row in rows["succeeded"]] == keys
     assert svc.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert svc.store.finalize_checkpoint(job_id) is None
+
+
+def _objects_to_copy(svc: Service, keys: list[str]) -> tuple[str, str]:
+    """(a new bucket holding ``keys``, a copy operation to another new bucket)."""
+    src, dst = new_bucket(svc.s3), new_bucket(svc.s3)
+    for key in keys:
+        svc.s3.put_object(Bucket=src, Key=key, Body=b"x")
+    return src, f"<COSPutObjectCopy><TargetResource>arn:aws:s3:::{dst}</TargetResource></COSPutObjectCopy>"
