@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -135,20 +135,18 @@ class EmbeddedDispatcher:
 
     def _lead_step(self, worker: str, now: float) -> bool:
         """Finish a job that is ending, else prepare a new one; False when there is neither."""
+        return any(self._exclusively(job_id, work) for job_id, work in self._lead_work(worker, now))
+
+    def _lead_work(self, worker: str, now: float) -> Iterator[tuple[str, Callable[[], None]]]:
+        """(job, what to do for it) for the lead's work now, most urgent first: finish a job that
+        is ending (once no chunk of it runs), then prepare a new one; jobs told to wait skipped."""
         ledger = self.ledger
         for appid, job_id in ledger.jobs_in_status(_ENDING, _BATCH):
-            if self._retry_after.get(job_id, 0.0) > now:
-                continue
-            if ledger.busy_chunks(job_id, now) == 0 and self._exclusively(
-                job_id, partial(self._finalize, appid, job_id, worker)
-            ):
-                return True
+            if self._retry_after.get(job_id, 0.0) <= now and ledger.busy_chunks(job_id, now) == 0:
+                yield job_id, partial(self._finalize, appid, job_id, worker)
         for appid, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH):
-            if self._retry_after.get(job_id, 0.0) > now:
-                continue
-            if self._exclusively(job_id, partial(self._prepare, appid, job_id)):
-                return True
-        return False
+            if self._retry_after.get(job_id, 0.0) <= now:
+                yield job_id, partial(self._prepare, appid, job_id)
 
     def _next_chunk(self, worker: str) -> ChunkClaim | None:
         """The chunk a worker goes on with as its chunk starts its last task, leased; None when
@@ -156,28 +154,17 @@ class EmbeddedDispatcher:
         prepare or start: ``step`` does those before chunks)."""
         ledger, engine = self.ledger, self.engine
         now = engine.clock()
-        if self._stop.is_set() or (self._lead and self._lead_work_waiting(now)):
+        if self._stop.is_set() or (self._lead and self._lead_work_waiting(worker, now)):
             return None
         if ledger.jobs_in_status(frozenset({JobStatus.READY.value}), 1):
             return None
         return ledger.claim_chunk(worker, now, engine.settings.lease_seconds)
 
-    def _lead_work_waiting(self, now: float) -> bool:
-        """Whether ``_lead_step`` has work for this process now (it would find a job to finish or
-        prepare that no thread here is working on)."""
-        ledger = self.ledger
-
-        def free(job_id: str) -> bool:
-            with self._lock:
-                busy = job_id in self._busy_jobs
-            return not busy and self._retry_after.get(job_id, 0.0) <= now
-
-        if any(
-            free(job_id) and ledger.busy_chunks(job_id, now) == 0
-            for _, job_id in ledger.jobs_in_status(_ENDING, _BATCH)
-        ):
-            return True
-        return any(free(job_id) for _, job_id in ledger.jobs_in_status(_PREPARABLE, _BATCH))
+    def _lead_work_waiting(self, worker: str, now: float) -> bool:
+        """Whether ``_lead_step`` would find work no thread here is doing already."""
+        with self._lock:
+            busy = set(self._busy_jobs)
+        return any(job_id not in busy for job_id, _ in self._lead_work(worker, now))
 
     def _finalize(self, appid: str, job_id: str, worker: str) -> None:
         # A step that stops at its deadline leaves the job ending, with its checkpoint: the next

@@ -310,8 +310,7 @@ class Engine:
         job is not Active. A failure to begin releases the chunk too."""
         try:
             job = self.service.get(claim.appid, claim.job_id)
-            active = job.status is JobStatus.ACTIVE
-            s3 = self.clients.s3_for(job) if active else None
+            s3 = self.clients.s3_for(job) if job.status is JobStatus.ACTIVE else None
         except BaseException:
             self.ledger.release_chunk(claim.job_id, claim.chunk.index, worker)
             raise

@@ -390,16 +390,15 @@ class Multiplexer:
             self._drain()
 
     def _next_batch(self) -> Batch | None:
-        following, self._following = self._following, None
-        if following is None or self._fatal is not None:
+        if self._following is None or self._fatal is not None:
             return None
         try:
-            batch = following()
+            batch = self._following()
         except BaseException as exc:
             self._fatal = exc
             return None
-        if batch is not None:
-            self._following = following
+        if batch is None:
+            self._following = None  # not asked again
         return batch
 
     def _settle(self, batch: Batch) -> None:
@@ -445,8 +444,8 @@ class Multiplexer:
             self.resume(task, None, TypeError(f"not a step: {step!r}"))
 
     def _task_done(self, batch: Batch) -> None:
-        # The freed slot is taken at once, before other answers are read: the next request
-        # goes out one task's processing after this answer came in, not one burst's.
+        # The freed slot is taken at once, before the other answers read with this one are
+        # processed: the next request goes out one task's processing later, not one burst's.
         batch.running -= 1
         self._in_flight -= 1
         self._settle(batch)
