@@ -130,7 +130,10 @@ ROWS = st.one_of(
             "\n",
             "   \n",
             '"b1","k,comma",""\n',
+            '"b1","k1",","\n',
             '"b1","k""quote",""\n',
+            '"b1","k""2"\n',
+            '"b1","k1","",""\n',
             '"b1","multi\nline",""\n',
             "b1,k1,v1\r\n",
             "b1,k1\n",
@@ -185,6 +188,11 @@ def test_plain_manifests_are_split_a_block_at_a_time() -> None:
         '"b1","",""\n',
         '"  ","k1",""\n',
         "b1,50%,\n",
+        # a lone comma in a cell does not stand in for the separator another row lacks
+        '"b1","k1",","\n"b1","k""2"\n',
+        # nor does a row with a cell too many make up for one with a cell too few
+        '"b1","k1","",""\n"b1","k2"\n',
+        "b1,k1,,\nb1,k2\n",
     ],
 )
 def test_blocks_that_are_not_plain_are_left_to_the_exact_reader(text: str) -> None:
