@@ -21,7 +21,9 @@ from batchops.manifest.csv_manifest import _exact_tasks, iter_csv_blocks, iter_c
 from batchops.manifest.inventory import InventoryFile, InventoryManifest, iter_inventory_positioned
 from batchops.manifest.position import START, Position
 from batchops.manifest.row_blocks import (
+    BLOCK_SIZE,
     CsvColumns,
+    LineBlocks,
     RowBlock,
     decode_key_text,
     decode_keys,
@@ -51,7 +53,9 @@ def exact(data: bytes, fields: tuple[str, ...] = FIELDS) -> list[tuple[ManifestT
         return f"{exc.code}: {exc}"
 
 
-def by_blocks(data: bytes, fields: tuple[str, ...] = FIELDS, block_size: int = 64) -> object:
+def by_blocks(
+    data: bytes, fields: tuple[str, ...] = FIELDS, block_size: int = 64, read_size: int = BLOCK_SIZE
+) -> object:
     """What reading a block at a time reads (small blocks: many block boundaries), or its error."""
     columns = parse_fields(fields)
 
@@ -59,7 +63,9 @@ def by_blocks(data: bytes, fields: tuple[str, ...] = FIELDS, block_size: int = 6
         return _exact_tasks(rest, columns, fields, at)
 
     try:
-        blocks = read_row_blocks(io.BytesIO(data), columns, START, row_by_row, block_size=block_size)
+        blocks = read_row_blocks(
+            io.BytesIO(data), columns, START, row_by_row, block_size=block_size, read_size=read_size
+        )
         return [item for block in blocks for item in zip(block.tasks(), block.positions(), strict=True)]
     except ManifestError as exc:
         return f"{exc.code}: {exc}"
@@ -149,16 +155,55 @@ ROWS = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(ROWS, max_size=25), st.booleans(), st.integers(8, 200))
-def test_blocks_read_exactly_what_rows_read(rows: list[str], last_line_ended: bool, block_size: int) -> None:
+@given(st.lists(ROWS, max_size=25), st.booleans(), st.integers(8, 200), st.integers(1, 300))
+def test_blocks_read_exactly_what_rows_read(
+    rows: list[str], last_line_ended: bool, block_size: int, read_size: int
+) -> None:
     # GIVEN any mix of plain and awkward rows, the last line ended or not
     text = "".join(rows)
     if not last_line_ended:
         text = text.removesuffix("\n")
     data = text.encode()
-    # WHEN read a block at a time, with blocks of any size
+    # WHEN read a block at a time, with blocks of any size cut from pieces of any size
     # THEN the same tasks at the same positions, or the same error
-    assert by_blocks(data, block_size=block_size) == exact(data)
+    assert by_blocks(data, block_size=block_size, read_size=read_size) == exact(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 90).map(lambda n: b"x" * n + b"\n"), max_size=30),
+    st.binary(max_size=20).filter(lambda tail: b"\n" not in tail),
+    st.integers(1, 40),
+    st.integers(1, 60),
+)
+def test_line_blocks_cut_whole_lines_and_lose_nothing(
+    lines: list[bytes], tail: bytes, size: int, read_size: int
+) -> None:
+    # GIVEN lines of any length, maybe a last one without its LF, read in pieces of any size
+    data = b"".join(lines) + tail
+    cutter = LineBlocks(io.BytesIO(data), size, read_size)
+    # WHEN cut into blocks
+    blocks = list(cutter)
+    # THEN the blocks are the stream cut after LFs, each no bigger than a block unless it is
+    # one line; or else the last block is a line run on too long, and nothing is left unread
+    read = b"".join(blocks)
+    too_long = bool(blocks) and not blocks[-1].endswith(b"\n") and len(blocks[-1]) > 4 * max(size, read_size)
+    assert read == data or (too_long and data.startswith(read))
+    assert cutter.unread() == b""
+    whole = blocks[:-1] if too_long or (tail and blocks) else blocks
+    assert all(block.endswith(b"\n") and (len(block) <= size or block.count(b"\n") == 1) for block in whole)
+
+
+def test_a_line_too_long_is_handed_over_unread_and_the_exact_reader_reads_it() -> None:
+    # GIVEN a row longer than four pieces, between plain rows
+    long_key = "k" * 500
+    data = (quoted("b1", "k1", "") + quoted("b1", long_key, "") + quoted("b1", "k3", "")).encode()
+    # WHEN read a block at a time from small pieces
+    # THEN every row is read, the long one by the exact reader
+    read = exact(data)
+    assert by_blocks(data, block_size=16, read_size=16) == read
+    assert not isinstance(read, str)
+    assert [task.key for task, _ in read] == ["k1", long_key, "k3"]
 
 
 def test_plain_manifests_are_split_a_block_at_a_time() -> None:
@@ -287,7 +332,9 @@ def test_planning_blocks_writes_byte_for_byte_the_chunks_planning_rows_writes(
         return _exact_tasks(rest, COLUMNS, FIELDS, at)
 
     # WHEN planned from blocks (packed columns) and from the exact reader's tasks one by one
-    blocks = read_row_blocks(io.BytesIO(data), COLUMNS, START, row_by_row, block_size=block_size)
+    blocks = read_row_blocks(
+        io.BytesIO(data), COLUMNS, START, row_by_row, block_size=block_size, read_size=64
+    )
     # THEN the same chunks, the same bytes, the same resume positions
     assert list(plan_blocks(blocks, max_tasks, max_bytes)) == list(
         plan_positioned(read, max_tasks, max_bytes)

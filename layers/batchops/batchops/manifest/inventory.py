@@ -166,7 +166,8 @@ def iter_inventory_blocks(
                 def exact(rest: BinaryIO, where: Position) -> Iterator[tuple[ManifestTask, Position]]:
                     return _rows_from(rest, what, columns, task, where)
 
-                return read_row_blocks(rows, columns, at, exact, is_header)
+                # (the text comes from a ReadAhead, GUNZIP_STEP at a time: see _read_csv_data_file)
+                return read_row_blocks(rows, columns, at, exact, is_header, read_size=GUNZIP_STEP)
 
             yield from _read_csv_data_file(entry, open_file, at, blocks, ahead=True)
         return

@@ -333,40 +333,85 @@ def read_row_blocks(
     is_header: Callable[[list[str]], bool] | None = None,
     *,
     block_size: int = BLOCK_SIZE,
+    read_size: int = BLOCK_SIZE,
 ) -> Iterator[RowBlock]:
     """The tasks of ``stream`` (beginning at ``start``) a block at a time: plain blocks split
     here, the rest of the stream from the first block that is not plain read by ``exact``.
-    ``is_header`` is asked about the first row when ``start`` is the beginning of its file."""
+    ``is_header`` is asked about the first row when ``start`` is the beginning of its file.
+    Blocks are about ``block_size`` bytes of whole lines, cut from pieces of ``read_size`` (a
+    stream that hands out big pieces without copying them, as ``ReadAhead`` does, is best read
+    a whole piece at a time)."""
     file, offset, row, line = start
     header = is_header if offset == 0 else None
-    pending = b""
-    while True:
-        data = stream.read(block_size)
-        buffer = pending + data if pending else data
-        cut = buffer.rfind(b"\n") + 1 if data else 0
-        if data and (cut == 0 or (offset == 0 and buffer.startswith(UTF8_BOM))):
-            if len(buffer) <= 4 * block_size and not buffer.startswith(UTF8_BOM):
-                pending = buffer  # a line longer than what was read so far
-                continue
-            cut = 0  # a BOM (the exact reader skips it) or a line too long to be plain
-        block = plain_block(buffer[:cut], columns, (file, offset, row, line), header) if cut else None
+    lines = LineBlocks(stream, block_size, read_size)
+    for data in lines:
+        block = None
+        if data.endswith(b"\n") and not (offset == 0 and data.startswith(UTF8_BOM)):
+            block = plain_block(data, columns, (file, offset, row, line), header)
         if block is None:
-            if not buffer:
-                return
-            # Not plain, or the stream's last line (which may lack its LF): the exact reader
-            # takes over here, with what was read and not used put back in front.
-            rest = chain([buffer], iter(lambda: stream.read(BUFFER_SIZE), b""))
+            # Not plain, a BOM (the exact reader skips it), a line too long to be plain or the
+            # stream's last line without its LF: the exact reader takes over here, with what
+            # was read and not used put back in front.
+            rest = chain([data, lines.unread()], iter(lambda: stream.read(BUFFER_SIZE), b""))
             unread = io.BufferedReader(SourceReader(rest, close_source=False), BUFFER_SIZE)
             yield from blocks_of(exact(unread, (file, offset, row, line)))
             return
         if len(block):
             yield block
-        lines = block.rows
-        offset += cut
-        row += lines
-        line += lines
-        pending = buffer[cut:]
+        offset += len(data)
+        row += block.rows
+        line += block.rows
         header = None
+
+
+class LineBlocks:
+    """A stream's bytes as blocks of whole lines, about ``size`` bytes each (a longer line is a
+    block of its own), cut from pieces of ``read_size`` read from the stream so that a byte is
+    copied once: only a block that straddles two pieces is joined. The last block ends without
+    a LF when the stream does, or when a line runs on for more than four pieces (which is not
+    read further: ``unread`` is then empty).
+    """
+
+    def __init__(self, stream: SupportsRead, size: int, read_size: int) -> None:
+        self._stream = stream
+        self._size = size
+        self._read_size = max(size, read_size)
+        self._piece = b""
+        self._at = 0  # self._piece[self._at:] is read and not handed out
+
+    def unread(self) -> bytes:
+        """What was read after the last block handed out."""
+        return self._piece[self._at :]
+
+    def __iter__(self) -> Iterator[bytes]:
+        size, longest = self._size, 4 * self._read_size
+        tail = b""  # a line the last piece ended in
+        while True:
+            piece, at = self._piece, self._at
+            if tail:
+                cut = piece.rfind(b"\n", 0, max(size - len(tail), 1)) + 1 or piece.find(b"\n") + 1
+                if cut:
+                    self._at = cut
+                    yield tail + piece[:cut]
+                    tail = b""
+                    continue
+                tail += piece
+            else:
+                cut = piece.rfind(b"\n", at, at + size) + 1 or piece.find(b"\n", at + size) + 1
+                if cut:
+                    self._at = cut
+                    yield piece[at:cut]
+                    continue
+                tail = piece[at:]
+            if len(tail) > longest:
+                self._piece, self._at = b"", 0
+                yield tail
+                return
+            self._piece, self._at = self._stream.read(self._read_size), 0
+            if not self._piece:
+                if tail:
+                    yield tail
+                return
 
 
 def blocks_of(tasks: Iterable[tuple[ManifestTask, Position]], size: int = 1024) -> Iterator[RowBlock]:
