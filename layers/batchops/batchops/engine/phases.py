@@ -230,7 +230,7 @@ class Engine:
                 reached = PrepareCheckpoint(
                     next_index=chunk.index + 1,
                     next_ordinal=chunk.first_ordinal + chunk.count,
-                    position="" if resume is None else encode_position(resume),
+                    position="" if resume is None else encode_position(resume.position()),
                     done=resume is None,
                     updated=self.clock(),
                 )

@@ -80,10 +80,10 @@ def plan_blocks(
     *,
     first_index: int = 0,
     first_ordinal: int = 0,
-) -> Iterator[tuple[Chunk, Position | None]]:
+) -> Iterator[tuple[Chunk, NextRow | None]]:
     """Cut the tasks of ``blocks`` into consecutive chunks, in order, streaming, numbering from
     ``first_index`` and ``first_ordinal``; each chunk comes with where the next one's first row
-    starts, None after the last.
+    starts (``NextRow``), None after the last.
 
     A chunk closes at ``max_tasks`` tasks, or before a task that would take its encoded size past
     ``max_bytes``; a task too big to share a chunk gets one of its own. Where a chunk closes
@@ -95,14 +95,14 @@ def plan_blocks(
     pending = _Pending()
     index, ordinal = first_index, first_ordinal
 
-    def cut(follower: RowBlock | None, at: int = 0) -> tuple[Chunk, Position | None]:
+    def cut(follower: RowBlock | None, at: int = 0) -> tuple[Chunk, NextRow | None]:
         """Cut a chunk; the next task is pending or else ``follower``'s task ``at``."""
         nonlocal index, ordinal
         count, version, raw = pending.cut(max_tasks, max_bytes)
         if len(pending):
-            next_at: Position | None = pending.position(0)
+            next_at: NextRow | None = NextRow(*pending.first())
         else:
-            next_at = None if follower is None else follower.position(at)
+            next_at = None if follower is None else NextRow(follower, at)
         # Sealed here, not on a thread: a thread waits for the GIL up to a switch interval
         # (5 ms) after every compression, far longer than compressing a chunk takes.
         chunk = Chunk(index, ordinal, count, _seal(version, raw))
@@ -131,10 +131,13 @@ def plan_positioned(
     first_index: int = 0,
     first_ordinal: int = 0,
 ) -> Iterator[tuple[Chunk, Position | None]]:
-    """``plan_blocks`` over tasks that carry where their rows start."""
-    return plan_blocks(
+    """``plan_blocks`` over tasks that carry where their rows start, with each chunk the position
+    of the next one's first row."""
+    planned = plan_blocks(
         blocks_of(tasks), max_tasks, max_bytes, first_index=first_index, first_ordinal=first_ordinal
     )
+    for chunk, after in planned:
+        yield chunk, None if after is None else after.position()
 
 
 def plan_chunks(
@@ -144,6 +147,21 @@ def plan_chunks(
     placed = ((task, (0, n, n, n)) for n, task in enumerate(tasks))
     for chunk, _ in plan_positioned(placed, max_tasks, max_bytes):
         yield chunk
+
+
+class NextRow:
+    """Where the first row of the chunk after a chunk starts, worked out when asked: finding a
+    row within a block costs about as much as splitting the block's rows, and only checkpoints
+    (not every chunk) ask."""
+
+    __slots__ = ("_block", "_index")
+
+    def __init__(self, block: RowBlock, index: int) -> None:
+        self._block = block
+        self._index = index
+
+    def position(self) -> Position:
+        return self._block.position(self._index)
 
 
 class _Pending:
@@ -160,12 +178,10 @@ class _Pending:
         self.sources.append((block, start, count))
         self._count += count
 
-    def position(self, index: int) -> Position:
-        for block, start, count in self.sources:
-            if index < count:
-                return block.position(start + index)
-            index -= count
-        raise IndexError(index)
+    def first(self) -> tuple[RowBlock, int]:
+        """The block the first pending task is in, and its index there."""
+        block, start, _ = self.sources[0]
+        return block, start
 
     def cut(self, max_tasks: int, max_bytes: int) -> tuple[int, int, bytes]:
         """Take the next chunk's tasks off the front: their count and unsealed payload."""

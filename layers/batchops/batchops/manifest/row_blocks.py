@@ -81,6 +81,7 @@ class RowBlock:
     __slots__ = (
         "_buckets",
         "_count",
+        "_cut",
         "_data",
         "_file",
         "_key_text",
@@ -122,6 +123,7 @@ class RowBlock:
         self._data = data
         self._skip = skip
         self._positions = positions
+        self._cut = (0, 0)  # the last key start worked out: a chunk that ends at one, the next starts there
 
     @classmethod
     def of_tasks(cls, tasks: list[tuple[ManifestTask, Position]]) -> RowBlock:
@@ -169,8 +171,10 @@ class RowBlock:
             return 0
         if index >= self._count:
             return len(self._key_text) + 1
-        rest = self._key_text.split(_NUL, index)[-1]
-        return len(self._key_text) - len(rest)
+        if index != self._cut[0]:
+            rest = self._key_text.split(_NUL, index)[-1]
+            self._cut = (index, len(self._key_text) - len(rest))
+        return self._cut[1]
 
     @property
     def rows(self) -> int:

@@ -244,21 +244,24 @@ GUNZIP_STEP = 4 * 1024 * 1024
 
 class Gunzip:
     """The decompressed text of a gzip stream (every member, as ``gzip`` reads them), produced
-    ``GUNZIP_STEP`` bytes at a time.
+        ``GUNZIP_STEP`` bytes at a time.
 
-    ``gzip.GzipFile`` decompresses 8 KiB of input a call and checks the CRC in a pass of its own;
-    zlib with ``wbits=31`` parses the header and checks CRC and length itself, and a call that
-    yields up to ``GUNZIP_STEP`` bytes holds the GIL only between such steps, so on a thread
-    (``ReadAhead``) it decompresses while another thread splits rows. Steps are large because
-    each one takes the GIL back a few times (zlib grows its output in blocks), and a thread
-    waits up to a switch interval (5 ms) for it behind one that splits rows. Like ``GzipFile``: zero
-    bytes between or after members are skipped, an empty stream is empty text, a stream cut
-    short raises EOFError and bytes that are not gzip raise ``zlib.error``.
+        ``gzip.GzipFile`` decompresses 8 KiB of input a call and checks the CRC in a pass of its own;
+        zlib with ``wbits=31`` parses the header and checks CRC and length itself, and a call that
+        yields up to ``GUNZIP_STEP`` bytes holds the GIL only between such steps, so on a thread
+        (``ReadAhead``) it decompresses while another thread splits rows. Steps are large because
+        each one takes the GIL back a few times (zlib grows its output in blocks), and a thread
+        waits up to a switch interval (5 ms) for it behind one that splits rows. The first steps are
+    smaller (a sixteenth, doubling), so the reader has rows to split a few milliseconds after
+    the first bytes arrive instead of after a whole step. Like ``GzipFile``: zero
+        bytes between or after members are skipped, an empty stream is empty text, a stream cut
+        short raises EOFError and bytes that are not gzip raise ``zlib.error``.
     """
 
     def __init__(self, compressed: SupportsRead, step: int = GUNZIP_STEP) -> None:
         self._compressed = compressed
         self._step = step
+        self._room = max(1, step // 16)  # this step's size: grows to ``step``
         self._member: zlib._Decompress | None = None
         self._input = b""
         self._input_ended = False
@@ -290,15 +293,16 @@ class Gunzip:
             source = self._member.unconsumed_tail or self._input
             if not self._member.unconsumed_tail:
                 self._input = b""
-            text = self._member.decompress(source, self._step)
+            text = self._member.decompress(source, self._room)
             if text:
+                self._room = min(self._step, 2 * self._room)
                 return text
 
     def _more(self) -> bool:
         """Read more compressed input; False at its end."""
         if self._input_ended:
             return False
-        data = self._compressed.read(self._step // 4)
+        data = self._compressed.read(max(1, self._room // 4))
         if not data:
             self._input_ended = True
             return False
