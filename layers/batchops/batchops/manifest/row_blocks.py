@@ -41,6 +41,8 @@ from batchops.manifest.streams import BUFFER_SIZE, UTF8_BOM, SourceReader, Suppo
 from batchops.manifest.tasks import ManifestTask
 
 BLOCK_SIZE = BUFFER_SIZE
+LONGEST_LINE = 4
+"""A line longer than this many blocks is left to the exact reader."""
 AROUND_CELL = " \t"
 """What is stripped around a Bucket or VersionId cell (neither can hold a space or a tab)."""
 KEY_SEPARATOR = "\x00"
@@ -371,9 +373,11 @@ def read_row_blocks(
 class LineBlocks:
     """A stream's bytes as blocks of whole lines, about ``size`` bytes each (a longer line is a
     block of its own), cut from pieces of ``read_size`` read from the stream so that a byte is
-    copied once: only a block that straddles two pieces is joined. The last block ends without
-    a LF when the stream does, or when a line runs on for more than four pieces (which is not
-    read further: ``unread`` is then empty).
+    copied once: only a block that straddles two pieces is joined.
+
+    The last block ends without a LF when the stream does, or when a line runs on for more than
+    ``LONGEST_LINE`` blocks: it then holds the first ``LONGEST_LINE`` blocks of that line, and
+    ``unread`` what was read after them.
     """
 
     def __init__(self, stream: SupportsRead, size: int, read_size: int) -> None:
@@ -388,33 +392,34 @@ class LineBlocks:
         return self._piece[self._at :]
 
     def __iter__(self) -> Iterator[bytes]:
-        size, longest = self._size, 4 * self._read_size
-        tail = b""  # a line the last piece ended in
+        size, longest = self._size, LONGEST_LINE * self._size
+        tail = b""  # the start of a line the last piece ended in
         while True:
             piece, at = self._piece, self._at
             if tail:
-                cut = piece.rfind(b"\n", 0, max(size - len(tail), 1)) + 1 or piece.find(b"\n") + 1
-                if cut:
-                    self._at = cut
-                    yield tail + piece[:cut]
+                room = longest - len(tail)
+                cut = piece.rfind(b"\n", 0, max(size - len(tail), 1)) + 1 or piece.find(b"\n", 0, room) + 1
+                if cut or len(piece) >= room:
+                    self._at = cut or room
+                    yield tail + piece[: self._at]
+                    if not cut:
+                        return  # a line too long
                     tail = b""
                     continue
                 tail += piece
             else:
-                cut = piece.rfind(b"\n", at, at + size) + 1 or piece.find(b"\n", at + size) + 1
-                if cut:
-                    self._at = cut
-                    yield piece[at:cut]
+                cut = piece.rfind(b"\n", at, at + size) + 1 or piece.find(b"\n", at + size, at + longest) + 1
+                if cut or len(piece) - at >= longest:
+                    self._at = cut or at + longest
+                    yield piece[at : self._at]
+                    if not cut:
+                        return  # a line too long
                     continue
                 tail = piece[at:]
-            if len(tail) > longest:
-                self._piece, self._at = b"", 0
-                yield tail
-                return
             self._piece, self._at = self._stream.read(self._read_size), 0
             if not self._piece:
                 if tail:
-                    yield tail
+                    yield tail  # the stream's last line, without its LF
                 return
 
 
