@@ -65,7 +65,7 @@ def test_layer_uses_build_method_layout() -> None:
     assert (content / "batchops" / "__init__.py").is_file()
     assert not (content / "python").exists()  # SAM adds python/ itself
     pins = (content / "requirements.txt").read_text()
-    for package in ("aws-lambda-powertools", "lxml", "boto3"):
+    for package in ("aws-lambda-powertools", "lxml", "boto3", "isal"):
         assert package in pins
 
 
