@@ -48,6 +48,11 @@ AROUND_CELL = " \t"
 KEY_SEPARATOR = "\x00"
 """Between the keys of packed text (S3 keys never hold NUL: XML cannot carry it)."""
 _NUL = KEY_SEPARATOR.encode()
+# The separators a split leaves, counted in lists by identity: bytes.split hands out one shared
+# object for every 1-byte piece, and so does slicing, but a b"," in the code is a copy of its own
+# once loaded from a .pyc (marshal builds it anew), which list.count then compares byte by byte:
+# planning took 10% longer that way.
+_COMMA, _LF = b",\n"[:1], b",\n"[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +283,14 @@ def _cells(data: bytes, width: int) -> tuple[Callable[[int], list[bytes]], list[
         if (
             len(parts) != 2 * width * rows + 1
             or parts[0]
-            or parts[2 * width :: 2 * width].count(b"\n") != rows
-            or parts[2::2].count(b",") != (width - 1) * rows
+            or parts[2 * width :: 2 * width].count(_LF) != rows
+            or parts[2::2].count(_COMMA) != (width - 1) * rows
         ):
             return None
         return (lambda index: parts[1 + 2 * index :: 2 * width]), parts[1 : 2 * width : 2]
     parts = data.replace(b"\n", b",\n,").split(b",")
     parts.pop()  # the empty piece after the last LF
-    if len(parts) != (width + 1) * rows or parts[width :: width + 1].count(b"\n") != rows:
+    if len(parts) != (width + 1) * rows or parts[width :: width + 1].count(_LF) != rows:
         return None
     return (lambda index: parts[index :: width + 1]), parts[:width]
 
