@@ -431,6 +431,56 @@ def test_gunzip_reads_what_gzip_reads(members: list[bytes], padding: int, size: 
         assert reference.read() == b"".join(members)
 
 
+class Trickle:
+    """A stream that hands out at most ``most`` bytes a read, as a slow socket does."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data, self._most, self._at = data, most, 0
+
+    def read(self, size: int) -> bytes:
+        piece = self._data[self._at : self._at + min(size, self._most)]
+        self._at += len(piece)
+        return piece
+
+
+def gzip_member(
+    text: bytes, flags: int, extra: bytes = b"", name: bytes = b"", comment: bytes = b""
+) -> bytes:
+    """A gzip member with the header's optional fields that ``flags`` names (RFC 1952)."""
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\x00\x00\x00\x00\x00\xff"
+    if flags & 0x04:
+        header += len(extra).to_bytes(2, "little") + extra
+    if flags & 0x08:
+        header += name + b"\x00"
+    if flags & 0x10:
+        header += comment + b"\x00"
+    if flags & 0x02:
+        header += (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = deflate.compress(text) + deflate.flush()
+    return header + body + zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("flags", [0x02, 0x04, 0x08, 0x10, 0x0C, 0x18, 0x1E])
+@pytest.mark.parametrize("most", [1, 3, 7, 64])
+def test_gunzip_reads_headers_with_optional_fields_however_they_arrive(flags: int, most: int) -> None:
+    # GIVEN members whose headers carry a CRC, an extra field, a name and a comment (as some
+    # tools write them), arriving a few bytes at a time
+    text = b"bucket,key%20" * 300
+    member = gzip_member(text, flags, extra=b"AB\x02\x00xy", name=b"inventory.csv", comment=b"made by hand")
+    data = gzip.compress(b"first member\n") + member + member
+    assert gzip.decompress(data) == b"first member\n" + text + text
+    # WHEN decompressed, with the smallest steps
+    # THEN exactly gzip's text
+    assert Gunzip(Trickle(data, most), step=16).read() == gzip.decompress(data)
+
+
+def test_gunzip_refuses_a_header_that_never_ends() -> None:
+    endless = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff" + b"n" * (2 * 1024 * 1024)
+    with pytest.raises(zlib.error):
+        Gunzip(io.BytesIO(endless)).read()
+
+
 def test_gunzip_of_nothing_is_empty_and_a_cut_stream_or_garbage_raises() -> None:
     assert Gunzip(io.BytesIO(b"")).read(10) == b""
     whole = gzip.compress(b"x" * 10_000)

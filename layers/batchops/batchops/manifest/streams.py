@@ -293,11 +293,10 @@ class Gunzip:
                     if not self._more():
                         return b""
                     self._input = self._input.lstrip(b"\x00")
-                while len(self._input) < len(_GZIP_MAGIC) and self._more():
+                # ISA-L is handed a member's whole header at once: it misreads a header with a
+                # CRC, or with a name and a comment, that comes in over several calls.
+                while _header_length(self._input) is None and self._more():
                     pass
-                if len(self._input) >= len(_GZIP_MAGIC) and not self._input.startswith(_GZIP_MAGIC):
-                    # (zlib says so at once; ISA-L first waits for a whole header)
-                    raise zlib.error("incorrect header check: not a gzip member")
                 self._member = isal_zlib.decompressobj(wbits=31)
             if not self._input and not self._member.unconsumed_tail and not self._more():
                 raise EOFError("Compressed file ended before the end-of-stream marker was reached")
@@ -322,3 +321,33 @@ class Gunzip:
             return False
         self._input += data
         return True
+
+
+_LONGEST_HEADER = 1024 * 1024
+
+
+def _header_length(data: bytes) -> int | None:
+    """How long the gzip member header ``data`` starts with is (RFC 1952, 2.3), or None while
+    ``data`` ends within it. Raises ``zlib.error`` for bytes that are not a gzip member (zlib
+    says so at once; ISA-L first waits for a whole header) and for a header that runs on for
+    more than a megabyte (names and comments are short; only a broken file has that)."""
+    if len(data) >= len(_GZIP_MAGIC) and not data.startswith(_GZIP_MAGIC):
+        raise zlib.error("incorrect header check: not a gzip member")
+    if len(data) > _LONGEST_HEADER and _header_length(data[:_LONGEST_HEADER]) is None:
+        raise zlib.error("the gzip member header runs on for more than a megabyte")
+    if len(data) < 10:
+        return None
+    flags, at = data[3], 10
+    if flags & 0x04:  # FEXTRA: a length, then that many bytes
+        if len(data) < at + 2:
+            return None
+        at += 2 + int.from_bytes(data[at : at + 2], "little")
+    for flag in (0x08, 0x10):  # FNAME, FCOMMENT: each ends with a zero byte
+        if flags & flag:
+            end = data.find(b"\x00", at)
+            if end < 0:
+                return None
+            at = end + 1
+    if flags & 0x02:  # FHCRC
+        at += 2
+    return at if len(data) >= at else None
