@@ -296,7 +296,8 @@ class Gunzip:
                 # ISA-L is handed a member's whole header at once: it misreads a header with a
                 # CRC, or with a name and a comment, that comes in over several calls.
                 while _header_length(self._input) is None and self._more():
-                    pass
+                    if len(self._input) > _LONGEST_HEADER:  # names and comments are short
+                        raise zlib.error("the gzip member header runs on for more than a megabyte")
                 self._member = isal_zlib.decompressobj(wbits=31)
             if not self._input and not self._member.unconsumed_tail and not self._more():
                 raise EOFError("Compressed file ended before the end-of-stream marker was reached")
@@ -329,12 +330,9 @@ _LONGEST_HEADER = 1024 * 1024
 def _header_length(data: bytes) -> int | None:
     """How long the gzip member header ``data`` starts with is (RFC 1952, 2.3), or None while
     ``data`` ends within it. Raises ``zlib.error`` for bytes that are not a gzip member (zlib
-    says so at once; ISA-L first waits for a whole header) and for a header that runs on for
-    more than a megabyte (names and comments are short; only a broken file has that)."""
+    says so at once; ISA-L first waits for a whole header)."""
     if len(data) >= len(_GZIP_MAGIC) and not data.startswith(_GZIP_MAGIC):
         raise zlib.error("incorrect header check: not a gzip member")
-    if len(data) > _LONGEST_HEADER and _header_length(data[:_LONGEST_HEADER]) is None:
-        raise zlib.error("the gzip member header runs on for more than a megabyte")
     if len(data) < 10:
         return None
     flags, at = data[3], 10
